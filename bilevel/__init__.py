@@ -1,0 +1,15 @@
+"""bilevel: a small PyTorch library of gradient-based bilevel solvers.
+
+>>> import bilevel as bl
+>>> sorted(bl.solvers.available())[:2]
+['aid', 'itd']
+"""
+
+from . import bounds, hypergrad, linsolve, oracles, problems, solvers
+from .errors import BilevelError, DivergenceError
+from .problem import Problem
+from .run import run
+
+__all__ = ["Problem", "run", "hypergrad", "linsolve", "oracles", "solvers", "problems",
+           "bounds", "DivergenceError", "BilevelError"]
+__version__ = "0.1.0"

@@ -1,0 +1,122 @@
+r"""Iterative solvers of the linear system :math:`H v = b` (:math:`H \succ 0`).
+
+In AID, :math:`H = \nabla^2_{yy} g(x, y)` and :math:`b = \nabla_y f(x, y)`.
+All solvers share one signature (as in jaxopt's ``linear_solve``):
+``solver(matvec, b, x0=None, steps=..., lr=...) -> v``, and only touch ``H``
+through ``matvec`` (each call is one counted Hessian-vector product). The step
+``lr`` may be a float or a 1-D tensor (a diagonal preconditioner).
+
+=============  ===========================================================  =================
+name           iteration                                                    matvecs
+=============  ===========================================================  =================
+``"gd"``       :math:`v_{q+1} = v_q - \eta (H v_q - b)` from ``x0`` (or 0)  ``steps``
+``"neumann"``  :math:`v = v_0 + \eta\sum_{q=0}^{Q}(I-\eta H)^q (b - Hv_0)`  ``steps`` (+1 if ``x0``)
+``"cg"``       conjugate gradient, stops early at ``tol``                    <= ``steps`` (+1 if ``x0``)
+=============  ===========================================================  =================
+
+``gd`` is the papers' "Q steps of gradient descent on the quadratic"
+:math:`\tfrac12 v^\top H v - b^\top v` (paper 003, Algorithm 1; paper 001,
+Algorithm 1 line 6 is ``steps=1``). ``neumann`` is the truncated Neumann series
+(hypertorch's ``neumann``); from ``x0 = 0`` it equals ``gd`` with one more step
+and without the wasted product :math:`H\cdot 0`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from . import _validate as V
+
+__all__ = ["gd", "cg", "neumann", "solve", "SOLVERS"]
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]
+
+
+def gd(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
+       steps: int, lr: float) -> torch.Tensor:
+    r"""``steps`` gradient steps :math:`v \leftarrow v - \eta(Hv - b)`.
+
+    >>> import torch
+    >>> H = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    >>> gd(lambda v: H @ v, torch.ones(2, dtype=torch.float64), steps=200, lr=0.4)
+    tensor([1.0000, 0.5000], dtype=torch.float64)
+    """
+    V.nonneg_int("gd", "steps", steps)
+    lr = V.step_size("gd", "lr (linsys_lr)", lr)
+    v = torch.zeros_like(b) if x0 is None else x0
+    for _ in range(steps):
+        v = v - lr * (matvec(v) - b)
+    return v
+
+
+def neumann(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
+            steps: int, lr: float) -> torch.Tensor:
+    r"""Truncated Neumann series :math:`H^{-1} \approx \eta\sum_{q=0}^{Q}(I-\eta H)^q`.
+
+    From ``x0`` the series corrects the residual :math:`r_0 = b - H x_0`.
+
+    >>> import torch
+    >>> H = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    >>> neumann(lambda v: H @ v, torch.ones(2, dtype=torch.float64), steps=200, lr=0.4)
+    tensor([1.0000, 0.5000], dtype=torch.float64)
+    """
+    V.nonneg_int("neumann", "steps", steps)
+    lr = V.step_size("neumann", "lr (linsys_lr)", lr)
+    r = b if x0 is None else b - matvec(x0)
+    p = lr * r                      # p_q = (I - eta H)^q eta r
+    v = p
+    for _ in range(steps):
+        p = p - lr * matvec(p)
+        v = v + p
+    return v if x0 is None else x0 + v
+
+
+def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
+       steps: int, lr: float | None = None, tol: float = 1e-12) -> torch.Tensor:
+    r"""Conjugate gradient for symmetric positive definite ``H``.
+
+    Stops after ``steps`` iterations or when :math:`\|r\| \le tol\,\|b\|`
+    (the stopping test reads one norm per iteration: a host synchronisation
+    on CUDA). ``lr`` is ignored (accepted for a uniform signature).
+
+    >>> import torch
+    >>> H = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> cg(lambda v: H @ v, torch.tensor([1.0, 2.0], dtype=torch.float64), steps=10)
+    tensor([0.2000, 0.6000], dtype=torch.float64)
+    """
+    V.nonneg_int("cg", "steps", steps)
+    if x0 is None:
+        v = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        v = x0
+        r = b - matvec(x0)
+    p = r
+    rr = torch.dot(r, r)
+    thresh = (tol ** 2) * float(torch.dot(b, b))
+    for _ in range(steps):
+        if float(rr) <= thresh:
+            break
+        hp = matvec(p)
+        alpha = rr / torch.dot(p, hp)
+        v = v + alpha * p
+        r = r - alpha * hp
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return v
+
+
+SOLVERS = {"gd": gd, "cg": cg, "neumann": neumann}
+
+
+def solve(method: str, matvec: MatVec, b: torch.Tensor, x0=None, *, steps: int,
+          lr: float | None = None) -> torch.Tensor:
+    """Dispatch to :func:`gd`, :func:`cg` or :func:`neumann` by name."""
+    V.choice("linsolve", "linsys", method, SOLVERS)
+    if method != "cg" and lr is None:
+        raise ValueError(f"linsys={method!r} needs a step size: pass linsys_lr (eta), e.g. 1/L; "
+                         f"only 'cg' works without one.")
+    return SOLVERS[method](matvec, b, x0, steps=steps, lr=lr)

@@ -1,0 +1,148 @@
+r"""The bilevel problem.
+
+.. math::
+
+    \min_{x} \Phi(x) := f(x, y^*(x)) \quad\text{s.t.}\quad
+    y^*(x) = \arg\min_y g(x, y).
+
+A :class:`Problem` bundles the outer objective ``f(x, y)``, the inner objective
+``g(x, y)`` (both scalar torch functions of 1-D tensors, argument order always
+``(x, y)``), the initial point ``(x0, y0)`` and optional exact oracles used only
+for metrics: ``y_star(x)``, ``grad_phi(x)`` and ``phi(x)``.
+
+Device and dtype of every computation follow ``x0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+__all__ = ["Problem", "check_vector"]
+
+Fn = Callable[..., torch.Tensor]
+
+
+def check_vector(name: str, t: Any, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Validate that ``t`` is a finite 1-D floating tensor (matching ``like``).
+
+    Raises ``TypeError``/``ValueError`` naming ``name`` and the fix.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; "
+                        f"wrap it with torch.as_tensor(..., dtype=torch.float64).")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (flatten parameters into a vector), "
+                         f"got shape {tuple(t.shape)}.")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}; "
+                        f"use .to(torch.float64) (or float32 on GPU).")
+    if like is not None:
+        if t.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but x0 has {like.dtype}; "
+                            f"all tensors of a problem share x0's dtype: use .to({like.dtype}).")
+        if t.device != like.device:
+            raise ValueError(f"{name} is on {t.device} but x0 is on {like.device}; "
+                             f"move it with .to({str(like.device)!r}).")
+    return t
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    r"""A bilevel problem :math:`\min_x f(x, y^*(x))`, :math:`y^*(x)=\arg\min_y g(x,y)`.
+
+    Args:
+      f: outer objective ``f(x, y) -> scalar tensor``.
+      g: inner objective ``g(x, y) -> scalar tensor``, strongly (or uniformly)
+        convex in ``y``.
+      x0: initial outer variable (1-D tensor); fixes device and dtype.
+      y0: initial inner variable (1-D tensor, same device and dtype).
+      y_star: optional exact inner solution ``y_star(x) -> y``.
+      grad_phi: optional exact hypergradient ``grad_phi(x) -> (dim x,)``.
+      phi: optional exact outer value ``phi(x) = f(x, y_star(x))``.
+      metrics: optional extra metrics ``{name: fn(x, y) -> float}`` recorded in
+        the trace (e.g. a validation or test loss).
+      name: a short label recorded in traces.
+      info: free-form metadata (problem constants such as ``L``, ``mu``, ``kappa``).
+      blocks: for a block-separable problem (see :func:`bilevel.problems.stack`):
+        a tuple of ``(label, x_slice, y_slice)``; :func:`bilevel.run` then
+        reports the exact metrics per block, one row per ``(k, block)``.
+
+    Example:
+      >>> import torch, bilevel as bl
+      >>> p = bl.Problem(f=lambda x, y: ((y - 1) ** 2).sum(),
+      ...                g=lambda x, y: 0.5 * ((y - x) ** 2).sum(),
+      ...                x0=torch.zeros(2, dtype=torch.float64), y0=torch.zeros(2, dtype=torch.float64))
+      >>> p.dim_x, p.dim_y
+      (2, 2)
+    """
+
+    f: Fn
+    g: Fn
+    x0: torch.Tensor
+    y0: torch.Tensor
+    y_star: Callable[[torch.Tensor], torch.Tensor] | None = None
+    grad_phi: Callable[[torch.Tensor], torch.Tensor] | None = None
+    phi: Callable[[torch.Tensor], torch.Tensor] | None = None
+    metrics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], Any]] = field(default_factory=dict)
+    name: str = "problem"
+    info: Mapping[str, Any] = field(default_factory=dict)
+    blocks: tuple | None = None
+
+    def __post_init__(self):
+        for nm in ("f", "g"):
+            if not callable(getattr(self, nm)):
+                raise TypeError(f"Problem.{nm} must be a callable {nm}(x, y) -> scalar tensor.")
+        for nm in ("y_star", "grad_phi", "phi"):
+            v = getattr(self, nm)
+            if v is not None and not callable(v):
+                raise TypeError(f"Problem.{nm} must be callable or None.")
+        check_vector("x0", self.x0)
+        check_vector("y0", self.y0, like=self.x0)
+        if not bool(torch.isfinite(self.x0).all()) or not bool(torch.isfinite(self.y0).all()):
+            raise ValueError("x0 and y0 must be finite (found NaN/Inf).")
+        for nm, fn in dict(self.metrics).items():
+            if not callable(fn):
+                raise TypeError(f"metric {nm!r} must be a callable fn(x, y).")
+        # Evaluate f and g once: catches wrong shapes early, with a clear message.
+        for nm in ("f", "g"):
+            with torch.no_grad():
+                try:
+                    val = getattr(self, nm)(self.x0, self.y0)
+                except Exception as exc:  # noqa: BLE001 - re-raised with context
+                    raise ValueError(f"Problem.{nm}(x0, y0) failed: {exc!r}. "
+                                     f"{nm} must accept 1-D tensors x (dim {self.x0.numel()}) "
+                                     f"and y (dim {self.y0.numel()}).") from exc
+            if not isinstance(val, torch.Tensor) or val.numel() != 1:
+                raise ValueError(f"Problem.{nm}(x0, y0) must return a scalar tensor, got "
+                                 f"{type(val).__name__} of shape {getattr(val, 'shape', None)}.")
+
+    @property
+    def dim_x(self) -> int:
+        return self.x0.numel()
+
+    @property
+    def dim_y(self) -> int:
+        return self.y0.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.x0.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x0.dtype
+
+    def to(self, device=None, dtype=None) -> "Problem":
+        """A copy whose initial point lives on ``device``/``dtype``.
+
+        ``f`` and ``g`` must then work on that device; problems built by
+        :mod:`bilevel.problems` take ``device``/``dtype`` arguments instead.
+        """
+        import dataclasses
+        return dataclasses.replace(self, x0=self.x0.to(device=device, dtype=dtype),
+                                   y0=self.y0.to(device=device, dtype=dtype))
+

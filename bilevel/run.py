@@ -1,0 +1,148 @@
+"""``run(solver, problem, steps)``: the only optimisation loop; returns a tidy trace."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import _validate as V
+from .errors import DivergenceError
+from .oracles import Oracles
+from .problem import Problem
+from .solvers.base import Solver
+
+__all__ = ["run", "TRACE_COLUMNS"]
+
+TRACE_COLUMNS = ("k", "time_s", "grad_calls", "mv_calls", "grad_f_calls", "grad_g_calls",
+                 "hvp_calls", "jvp_calls", "samples", "grad_norm_sq", "hypergrad_err_sq",
+                 "inner_err_sq", "phi")
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _sq(t: torch.Tensor) -> float:
+    return float(torch.dot(t.reshape(-1), t.reshape(-1)))
+
+
+def _nonfinite(state, info) -> str | None:
+    for name, t in (("x", info.x), ("y", info.y), ("hypergrad", info.hypergrad),
+                    ("x (after the update)", state.x)):
+        if t is not None and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed: int = 0,
+        progress: bool = False, desc: str | None = None) -> pd.DataFrame:
+    r"""Run ``steps`` outer iterations of ``solver`` on ``problem``.
+
+    Returns a tidy :class:`pandas.DataFrame`, one row per evaluated iteration
+    ``k`` (every ``eval_every`` steps, plus the last), with columns
+
+    * ``k``; ``time_s``: cumulative wall time of the solver's steps up to and
+      including step ``k`` (metric evaluation excluded; CUDA is synchronised
+      before the clock is read);
+    * cumulative oracle counts ``grad_calls`` (Gc), ``mv_calls`` (MV) and their
+      parts (see :mod:`bilevel.oracles`);
+    * where the problem has exact oracles: ``grad_norm_sq`` =
+      :math:`\|\nabla\Phi(x_k)\|^2`, ``hypergrad_err_sq`` =
+      :math:`\|\widehat\nabla\Phi(x_k)-\nabla\Phi(x_k)\|^2`, ``inner_err_sq`` =
+      :math:`\|y_k - y^*(x_k)\|^2` (``y_k`` is the inner iterate the estimate
+      used; in the final row, the carried inner iterate), ``phi`` = :math:`\Phi(x_k)`; plus the problem's own ``metrics``;
+    * a final row ``k = steps`` at :math:`x_K` with the metrics of ``x`` only
+      (estimate columns are NaN there: no estimate is formed at :math:`x_K`);
+    * ``solver``, ``problem``, ``seed``; for a stacked problem
+      (:func:`bilevel.problems.stack`) one row per ``(k, block)`` with a
+      ``block`` column, the exact metrics restricted to that block.
+
+    Row ``k < steps`` describes the estimate formed at :math:`x_k`; its counts and
+    time include step ``k`` (the cost of producing :math:`x_{k+1}`).
+
+    Raises :class:`~bilevel.DivergenceError` naming the iteration and the
+    quantity as soon as an evaluated iterate or estimate is NaN/Inf.
+    Randomness comes only from ``torch.Generator(device).manual_seed(seed)``.
+    """
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be a bilevel solver (e.g. bl.solvers.AID(...)), "
+                        f"got {type(solver).__name__}.")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a bl.Problem, got {type(problem).__name__}.")
+    V.nonneg_int("run", "steps", steps)
+    V.positive_int("run", "eval_every", eval_every)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"run: seed must be an int, got {seed!r}.")
+    device = problem.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    oracles = Oracles(problem)
+    state = solver.init(problem, oracles, gen)
+    rows: list[dict[str, Any]] = []
+    elapsed = 0.0
+    last_ok = -1
+
+    blocks = problem.blocks
+
+    def record(k, x, y, est):
+        base = {"k": k, "time_s": elapsed, **oracles.counts.as_dict()}
+        exact: dict[str, torch.Tensor] = {}
+        with torch.enable_grad():
+            if problem.grad_phi is not None:
+                gphi = problem.grad_phi(x).detach()
+                exact["grad_norm_sq"] = ("x", gphi)
+                exact["hypergrad_err_sq"] = ("x", None if est is None else est - gphi)
+            if problem.y_star is not None:
+                exact["inner_err_sq"] = ("y", None if y is None else y - problem.y_star(x).detach())
+            extra = {name: float(fn(x, y)) for name, fn in problem.metrics.items()}
+            if problem.phi is not None and blocks is None:
+                extra["phi"] = float(problem.phi(x))
+        if blocks is None:
+            row = dict(base)
+            for name, (_, t) in exact.items():
+                row[name] = _sq(t) if t is not None else float("nan")
+            row.update(extra)
+            rows.append(row)
+            return
+        for label, sx, sy in blocks:
+            row = dict(base, block=label)
+            for name, (which, t) in exact.items():
+                if t is None:
+                    row[name] = float("nan")
+                else:
+                    seg = t[sx] if which == "x" else t[sy]
+                    row[name] = _sq(seg)
+            row.update(extra)
+            rows.append(row)
+
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=desc or f"{solver.name} on {problem.name}", leave=False)
+    for k in iterator:
+        _sync(device)
+        t0 = time.perf_counter()
+        state, info = solver.step(state, oracles, gen)
+        _sync(device)
+        elapsed += time.perf_counter() - t0
+        if k % eval_every == 0:
+            bad = _nonfinite(state, info)
+            if bad:
+                raise DivergenceError(bad, k, solver.name, last_finite=last_ok)
+            last_ok = k
+            record(k, info.x, info.y, info.hypergrad)
+    for name in ("x", "y"):
+        t = getattr(state, name, None)
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise DivergenceError(name, steps, solver.name, last_finite=last_ok)
+    # final iterate x_K with the carried inner iterate; no estimate is formed there
+    record(steps, state.x, getattr(state, "y", None), None)
+    df = pd.DataFrame(rows)
+    df["solver"] = solver.name
+    df["problem"] = problem.name
+    df["seed"] = seed
+    return df

@@ -1,0 +1,94 @@
+"""The solver protocol and the name -> class registry.
+
+A solver is a frozen dataclass of hyperparameters (validated in
+``__post_init__``) with two methods, as in jaxopt:
+
+* ``init(problem, oracles, generator) -> state``
+* ``step(state, oracles, generator) -> (state, info)``
+
+``state`` is a NamedTuple holding everything that changes (at least ``x`` and
+``y``); ``info`` is a :class:`StepInfo` describing the point at which this
+step's hypergradient estimate was formed. :func:`bilevel.run` owns the loop.
+Solvers never choose a device, never print and never touch a global RNG: the
+seeded ``torch.Generator`` passed in is the only source of randomness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = ["Solver", "StepInfo", "REGISTRY", "register", "make", "available"]
+
+
+class StepInfo(NamedTuple):
+    """What one outer step computed at the current outer iterate.
+
+    ``x``: the outer iterate :math:`x_k`; ``y``: the inner iterate used by the
+    estimate (:math:`y_k^N`); ``hypergrad``: the estimate
+    :math:`\\widehat\\nabla\\Phi(x_k)` (``None`` if the method has none).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    hypergrad: torch.Tensor | None
+
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator adding a solver to :data:`REGISTRY` under ``name``."""
+
+    def deco(cls):
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"solver name {name!r} is already registered to {REGISTRY[name]}.")
+        REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    """Registered solver names."""
+    return sorted(REGISTRY)
+
+
+def make(name: str, **hyperparams: Any) -> "Solver":
+    """Build a solver by registry name, e.g. ``make("aid", inner_lr=0.1, outer_lr=0.01)``.
+
+    Unknown names and unknown hyperparameters raise ``ValueError`` listing the
+    valid ones (params.yaml and notebook parameters select solvers this way).
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown solver {name!r}; available: {', '.join(available())}.")
+    cls = REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(hyperparams) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no hyperparameter(s) {unknown}; "
+                         f"valid: {sorted(fields)}.")
+    return cls(**hyperparams)
+
+
+class Solver:
+    """Base class: subclasses are frozen dataclasses with ``init``/``step``."""
+
+    registry_name: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.registry_name or type(self).__name__
+
+    def hyperparams(self) -> dict[str, Any]:
+        """The hyperparameters as a flat dict (recorded next to traces)."""
+        return dataclasses.asdict(self)
+
+    def init(self, problem, oracles, generator: torch.Generator):  # pragma: no cover
+        raise NotImplementedError
+
+    def step(self, state, oracles, generator: torch.Generator):  # pragma: no cover
+        raise NotImplementedError
