@@ -1,0 +1,57 @@
+# The compendium's two commands (README "Set-up"):
+#   make reproduce   creates .venv with pinned dependencies, then `dvc repro` rebuilds every figure
+#   make test        creates .venv, then runs unit tests, doctests, nbval over every notebook
+#                    and the pipeline test (dvc repro on the smoke profile in a temporary copy)
+#
+# CUDA: make reproduce TORCH_INDEX=https://download.pytorch.org/whl/cu128
+#       (any index / spec pip understands; the default installs torch==2.13.0 as pip resolves it:
+#        the CPU wheel on this project's machines).
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
+export MPLBACKEND := Agg
+export MPLCONFIGDIR := $(CURDIR)/build/cache/matplotlib
+export JUPYTER_CONFIG_DIR := $(CURDIR)/build/cache/jupyter/config
+export JUPYTER_DATA_DIR := $(CURDIR)/build/cache/jupyter/data
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/build/cache/jupyter/runtime
+export IPYTHONDIR := $(CURDIR)/build/cache/ipython
+export PYTHONHASHSEED := 0
+export TQDM_MININTERVAL := 5
+
+.PHONY: reproduce test venv benchmark clean-env lock
+
+reproduce: $(VENV)/.installed
+	dvc repro
+	dvc status
+
+test: $(VENV)/.installed
+	python -m pytest $(PYTEST_ARGS)
+
+benchmark: $(VENV)/.installed
+	python -m benchmarks.run
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import torch, bilevel; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
+	touch $@
+
+lock: $(VENV)/.installed
+	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze | grep -v -E '^(torch==|-e |bilevel)'; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt
+
+clean-env:
+	rm -rf $(VENV)
