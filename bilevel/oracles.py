@@ -19,9 +19,18 @@ oracle                    returns                                    counted as
 ``grad_calls = grad_f + grad_g`` (Gc) and ``mv_calls = hvp + jvp`` (MV).
 Building a :class:`Curvature` (one differentiable evaluation of
 :math:`\nabla_y g`) is part of the products' cost and is not counted as a Gc.
-Every oracle takes an optional ``batch``; when given, it is passed as the third
-argument ``f(x, y, batch)`` (stochastic problems), and ``samples`` counts the
-batch sizes reported by the problem.
+Stochastic oracles, two kinds:
+
+* minibatches: every oracle takes an optional ``batch``, passed as the third
+  argument ``f(x, y, batch)``; :meth:`Oracles.sample` draws one with the
+  problem's ``sampler`` from the ``"outer"`` or ``"inner"`` stream (separate
+  seeded ``torch.Generator`` s) and adds its size to ``samples``;
+* additive Gaussian noise (synthetic problems): ``noise={"grad_g": s, ...}``
+  (or one float for every oracle) adds :math:`\mathcal N(0, s^2 I)` to the
+  named oracle outputs (``grad_f``, ``grad_g``, ``hvp``, ``jvp``), drawn from
+  the ``"noise"`` stream. ``s`` is a standard deviation (variance ``s**2``).
+
+Streams are derived from one seed, so a run is reproducible from its seed.
 
 HVPs use double backward (``torch.autograd.grad`` with ``create_graph``), which
 is about 10x faster than eager ``torch.func.jvp(grad)`` on small problems.
@@ -84,34 +93,61 @@ class Curvature:
 
     def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch=None):
         self._counts = oracles.counts
+        self._noisy = oracles._noisy
         self._x = _leaf(x)
         self._y = _leaf(y)
         with torch.enable_grad():
             gy, = torch.autograd.grad(_call(oracles.problem.g, self._x, self._y, batch),
                                       self._y, create_graph=True)
         self._gy = gy
-        self.grad_y = gy.detach()  # \nabla_y g(x, y), free by-product
+        self.grad_y = oracles._noisy("grad_g", gy.detach())  # \nabla_y g(x, y), free by-product
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla^2_{yy} g(x, y)\, v`."""
         self._counts.hvp += 1
-        return _grads(self._gy, self._y, grad_outputs=v, retain_graph=True)[0]
+        return self._noisy("hvp", _grads(self._gy, self._y, grad_outputs=v, retain_graph=True)[0])
 
     def jvp(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla^2_{xy} g(x, y)\, v` (a vector of the size of ``x``)."""
         self._counts.jvp += 1
-        return _grads(self._gy, self._x, grad_outputs=v, retain_graph=True)[0]
+        return self._noisy("jvp", _grads(self._gy, self._x, grad_outputs=v, retain_graph=True)[0])
 
     def both(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""``(jvp(v), hvp(v))`` from one double-backward pass."""
         self._counts.hvp += 1
         self._counts.jvp += 1
         jx, hy = _grads(self._gy, (self._x, self._y), grad_outputs=v, retain_graph=True)
-        return jx, hy
+        return self._noisy("jvp", jx), self._noisy("hvp", hy)
+
+
+NOISY = ("grad_f", "grad_g", "hvp", "jvp")
+STREAMS = ("outer", "inner", "noise")
+
+
+def _noise_spec(noise) -> dict:
+    if noise is None:
+        return {}
+    if isinstance(noise, (int, float)) and not isinstance(noise, bool):
+        noise = {k: float(noise) for k in NOISY}
+    if not isinstance(noise, dict):
+        raise TypeError(f"noise must be a float or a dict over {NOISY}, got {noise!r}.")
+    unknown = sorted(set(noise) - set(NOISY))
+    if unknown:
+        raise ValueError(f"unknown noisy oracle(s) {unknown}; choose among {NOISY}.")
+    for k, v in noise.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or v == float("inf"):
+            raise ValueError(f"noise[{k!r}] must be a finite standard deviation >= 0, got {v!r}.")
+    return {k: float(v) for k, v in noise.items() if v > 0}
 
 
 class Oracles:
     """Counted oracles of a :class:`~bilevel.problem.Problem`.
+
+    Args:
+      problem: the problem.
+      seed: seeds the ``"outer"``, ``"inner"`` and ``"noise"`` streams
+        (``torch.Generator`` on the problem's device).
+      noise: additive Gaussian noise (standard deviations) on oracle outputs.
 
     Example:
       >>> import torch, bilevel as bl
@@ -122,9 +158,37 @@ class Oracles:
       (1, 1)
     """
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, seed: int = 0, noise=None):
         self.problem = problem
         self.counts = Counts()
+        self.noise = _noise_spec(noise)
+        self.generators = {}
+        for i, name in enumerate(STREAMS):
+            gen = torch.Generator(device=problem.device)
+            gen.manual_seed(int(seed) * len(STREAMS) + i + 1)
+            self.generators[name] = gen
+
+    def sample(self, kind: str, batch_size: int | None = None):
+        """Draw a minibatch for ``f`` (``kind="outer"``) or ``g`` (``"inner"``)."""
+        if kind not in ("outer", "inner"):
+            raise ValueError(f"kind must be 'outer' or 'inner', got {kind!r}.")
+        if self.problem.sampler is None:
+            raise ValueError(f"problem {self.problem.name!r} has no sampler: it is deterministic; "
+                             "build it with a sampler to use minibatches.")
+        batch = self.problem.sampler(self.generators[kind], kind, batch_size)
+        try:
+            n = len(batch)
+        except TypeError:
+            n = batch_size or 1
+        self.counts.samples += int(n)
+        return batch
+
+    def _noisy(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        s = self.noise.get(name)
+        if not s:
+            return t
+        return t + s * torch.randn(t.shape, generator=self.generators["noise"], dtype=t.dtype,
+                                   device=t.device)
 
     # -- first order -------------------------------------------------------
     def grad_f(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,21 +196,24 @@ class Oracles:
         self.counts.grad_f += 1
         x, y = _leaf(x), _leaf(y)
         with torch.enable_grad():
-            return _grads(_call(self.problem.f, x, y, batch), (x, y))
+            gx, gy = _grads(_call(self.problem.f, x, y, batch), (x, y))
+        return self._noisy("grad_f", gx), self._noisy("grad_f", gy)
 
     def grad_y_g(self, x, y, batch=None) -> torch.Tensor:
         r""":math:`\nabla_y g(x, y)`."""
         self.counts.grad_g += 1
         y = _leaf(y)
         with torch.enable_grad():
-            return _grads(_call(self.problem.g, x.detach(), y, batch), y)[0]
+            gy = _grads(_call(self.problem.g, x.detach(), y, batch), y)[0]
+        return self._noisy("grad_g", gy)
 
     def grad_g(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\nabla_x g(x, y), \nabla_y g(x, y))`."""
         self.counts.grad_g += 1
         x, y = _leaf(x), _leaf(y)
         with torch.enable_grad():
-            return _grads(_call(self.problem.g, x, y, batch), (x, y))
+            gx, gy = _grads(_call(self.problem.g, x, y, batch), (x, y))
+        return self._noisy("grad_g", gx), self._noisy("grad_g", gy)
 
     # -- second order ------------------------------------------------------
     def curvature(self, x, y, batch=None) -> Curvature:

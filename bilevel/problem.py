@@ -70,6 +70,12 @@ class Problem:
       blocks: for a block-separable problem (see :func:`bilevel.problems.stack`):
         a tuple of ``(label, x_slice, y_slice)``; :func:`bilevel.run` then
         reports the exact metrics per block, one row per ``(k, block)``.
+      sampler: for stochastic problems, ``sampler(generator, kind, batch_size)
+        -> batch`` draws a minibatch (``kind`` is ``"outer"`` for f or
+        ``"inner"`` for g); the batch is passed as third argument
+        ``f(x, y, batch)`` / ``g(x, y, batch)``, and its size (``len(batch)``,
+        or ``batch_size``) is added to the ``samples`` count. See
+        :meth:`bilevel.oracles.Oracles.sample`.
 
     Example:
       >>> import torch, bilevel as bl
@@ -91,12 +97,13 @@ class Problem:
     name: str = "problem"
     info: Mapping[str, Any] = field(default_factory=dict)
     blocks: tuple | None = None
+    sampler: Callable[[torch.Generator, str, int | None], Any] | None = None
 
     def __post_init__(self):
         for nm in ("f", "g"):
             if not callable(getattr(self, nm)):
                 raise TypeError(f"Problem.{nm} must be a callable {nm}(x, y) -> scalar tensor.")
-        for nm in ("y_star", "grad_phi", "phi"):
+        for nm in ("y_star", "grad_phi", "phi", "sampler"):
             v = getattr(self, nm)
             if v is not None and not callable(v):
                 raise TypeError(f"Problem.{nm} must be callable or None.")

@@ -39,7 +39,7 @@ def _nonfinite(state, info) -> str | None:
 
 
 def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed: int = 0,
-        progress: bool = False, desc: str | None = None) -> pd.DataFrame:
+        progress: bool = False, desc: str | None = None, noise=None) -> pd.DataFrame:
     r"""Run ``steps`` outer iterations of ``solver`` on ``problem``.
 
     Returns a tidy :class:`pandas.DataFrame`, one row per evaluated iteration
@@ -66,7 +66,10 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
 
     Raises :class:`~bilevel.DivergenceError` naming the iteration and the
     quantity as soon as an evaluated iterate or estimate is NaN/Inf.
-    Randomness comes only from ``torch.Generator(device).manual_seed(seed)``.
+    Randomness comes only from ``torch.Generator(device).manual_seed(seed)``
+    (the solver's own stream) and the oracles' ``"outer"``/``"inner"``/``"noise"``
+    streams derived from the same seed (:class:`~bilevel.oracles.Oracles`);
+    ``noise`` adds Gaussian noise to oracle outputs (standard deviations).
     """
     if not isinstance(solver, Solver):
         raise TypeError(f"solver must be a bilevel solver (e.g. bl.solvers.AID(...)), "
@@ -80,7 +83,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     device = problem.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    oracles = Oracles(problem)
+    oracles = Oracles(problem, seed=seed, noise=noise)
     state = solver.init(problem, oracles, gen)
     rows: list[dict[str, Any]] = []
     elapsed = 0.0
@@ -145,4 +148,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     df["solver"] = solver.name
     df["problem"] = problem.name
     df["seed"] = seed
+    if oracles.noise:
+        for name, std in sorted(oracles.noise.items()):
+            df[f"noise_{name}"] = std
     return df
