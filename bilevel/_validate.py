@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Iterable
 
 __all__ = ["step_size", "check_step_shape", "positive_float", "positive_int", "nonneg_int", "choice", "unit_interval"]
@@ -20,16 +21,29 @@ def positive_float(owner: str, name: str, value, allow_none: bool = False):
     return float(value)
 
 
+def _as_int(value):
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)      # int, numpy integers
+    except TypeError:
+        return None
+
+
 def positive_int(owner: str, name: str, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
-    return value
+    v = _as_int(value)
+    if v is None or v < 1:
+        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r} "
+                         f"({type(value).__name__}).")
+    return v
 
 
 def nonneg_int(owner: str, name: str, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r}.")
-    return value
+    v = _as_int(value)
+    if v is None or v < 0:
+        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r} "
+                         f"({type(value).__name__}).")
+    return v
 
 
 def unit_interval(owner: str, name: str, value, closed_right: bool = False):

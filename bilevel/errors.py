@@ -29,6 +29,7 @@ class DivergenceError(BilevelError, FloatingPointError):
         self.iteration = int(iteration)
         self.solver = solver
         self.last_finite = last_finite
+        self.hint = hint
         where = f"at outer iteration k={iteration}"
         if last_finite is not None and last_finite != iteration - 1:
             where = (f"between outer iterations k={last_finite} (last finite check) "
@@ -39,3 +40,6 @@ class DivergenceError(BilevelError, FloatingPointError):
         if hint:
             msg += " " + hint
         super().__init__(msg)
+
+    def __reduce__(self):  # picklable (sweeps run in worker processes)
+        return (type(self), (self.quantity, self.iteration, self.solver, self.last_finite, self.hint))

@@ -81,7 +81,10 @@ def _implicit(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     """:func:`implicit` without argument checks (the solvers' inner call)."""
     fx, fy = o.grad_f(x, y, batch)
     curv = o.curvature(x, y, batch)
-    v = linsolve.SOLVERS[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
+    if linsys == "cg" and o.problem.blocks is not None:
+        v = linsolve.cg(curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
+    else:
+        v = linsolve.SOLVERS[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
     grad = fx - curv.jvp(v)
     return grad.detach(), v.detach()
 

@@ -109,6 +109,9 @@ class Problem:
                 raise TypeError(f"Problem.{nm} must be callable or None.")
         check_vector("x0", self.x0)
         check_vector("y0", self.y0, like=self.x0)
+        # the initial point is data, not a leaf of some outer autograd graph
+        object.__setattr__(self, "x0", self.x0.detach())
+        object.__setattr__(self, "y0", self.y0.detach())
         if not bool(torch.isfinite(self.x0).all()) or not bool(torch.isfinite(self.y0).all()):
             raise ValueError("x0 and y0 must be finite (found NaN/Inf).")
         for nm, fn in dict(self.metrics).items():
