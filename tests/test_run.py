@@ -16,6 +16,8 @@ from bilevel.problems import quadratic
 from bilevel.run import TRACE_COLUMNS
 from bilevel.solvers import AID, ITD
 
+from helpers import steps_of  # noqa: E402
+
 F64 = torch.float64
 
 AID_S = AID(inner_steps=2, inner_lr=0.5, linsys="gd", linsys_steps=3, linsys_lr=0.5, outer_lr=0.3)
@@ -23,14 +25,7 @@ ITD_S = ITD(inner_steps=3, inner_lr=0.5, outer_lr=0.3)
 
 
 def manual(solver, problem, K):
-    o = Oracles(problem)
-    gen = torch.Generator().manual_seed(0)
-    st = solver.init(problem, o, gen)
-    states, infos = [st], []
-    for _ in range(K):
-        st, info = solver.step(st, o, gen)
-        states.append(st)
-        infos.append(info)
+    states, infos, _ = steps_of(solver, problem, K)
     return states, infos
 
 

@@ -11,21 +11,12 @@ from bilevel.oracles import Oracles
 from bilevel.problems import quadratic
 from bilevel.solvers import AID, ITD
 
+from helpers import steps_of  # noqa: E402
+
 F64 = torch.float64
 COUNT_COLS = ["grad_f_calls", "grad_g_calls", "hvp_calls", "jvp_calls"]
 
 
-def steps_of(solver, problem, K):
-    """Run K steps by hand; return the states and StepInfos."""
-    o = Oracles(problem)
-    gen = torch.Generator().manual_seed(0)
-    state = solver.init(problem, o, gen)
-    states, infos = [state], []
-    for _ in range(K):
-        state, info = solver.step(state, o, gen)
-        states.append(state)
-        infos.append(info)
-    return states, infos, o
 
 
 # -- oracle counts ---------------------------------------------------------------

@@ -345,7 +345,6 @@ def read_zip_member(dataset: str, source: str, path: str | os.PathLike, member: 
       DataError: not a zip / truncated archive, member missing, damaged
         member data, or sha256 mismatch.
     """
-    import hashlib
     hint = "delete the cached file and run prepare again"
     try:
         with zipfile.ZipFile(path) as zf:
@@ -356,12 +355,7 @@ def read_zip_member(dataset: str, source: str, path: str | os.PathLike, member: 
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
         raise DataError(dataset, source, f"corrupt or truncated zip archive {Path(path).name} ({e})",
                         hint=hint) from None
-    if sha256 is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha256:
-            raise DataError(dataset, source, f"sha256 mismatch for member {member}",
-                            expected=sha256, actual=got, hint=hint)
-    return data
+    return _check_member(dataset, source, member, data, sha256, hint)
 
 
 def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: str,
@@ -370,7 +364,6 @@ def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: 
 
     Only the named member is read; nothing is extracted to disk.
     """
-    import hashlib
     hint = "delete the cached file and run prepare again"
     try:
         with tarfile.open(path, "r:*") as tf:
@@ -388,6 +381,12 @@ def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: 
     except (tarfile.TarError, zlib.error, EOFError, OSError) as e:
         raise DataError(dataset, source, f"corrupt or truncated tar archive {Path(path).name} ({e})",
                         hint=hint) from None
+    return _check_member(dataset, source, member, data, sha256, hint)
+
+
+def _check_member(dataset, source, member, data: bytes, sha256, hint) -> bytes:
+    """Verify an archive member's sha256 (if given) and return its bytes."""
+    import hashlib
     if sha256 is not None:
         got = hashlib.sha256(data).hexdigest()
         if got != sha256:
