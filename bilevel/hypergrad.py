@@ -82,9 +82,9 @@ def _implicit(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     fx, fy = o.grad_f(x, y, batch)
     curv = o.curvature(x, y, batch)
     if linsys == "cg" and o.problem.blocks is not None:
-        v = linsolve.cg(curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
+        v = linsolve._cg(curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
     else:
-        v = linsolve.SOLVERS[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
+        v = linsolve._UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
     grad = fx - curv.jvp(v)
     return grad.detach(), v.detach()
 

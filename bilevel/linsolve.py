@@ -45,6 +45,10 @@ def gd(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     """
     V.nonneg_int("gd", "steps", steps)
     lr = V.step_size("gd", "lr (linsys_lr)", lr)
+    return _gd(matvec, b, x0, steps=steps, lr=lr)
+
+
+def _gd(matvec, b, x0=None, *, steps, lr):
     v = torch.zeros_like(b) if x0 is None else x0
     for _ in range(steps):
         v = v - lr * (matvec(v) - b)
@@ -64,6 +68,10 @@ def neumann(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     """
     V.nonneg_int("neumann", "steps", steps)
     lr = V.step_size("neumann", "lr (linsys_lr)", lr)
+    return _neumann(matvec, b, x0, steps=steps, lr=lr)
+
+
+def _neumann(matvec, b, x0=None, *, steps, lr):
     r = b if x0 is None else b - matvec(x0)
     p = lr * r                      # p_q = (I - eta H)^q eta r
     v = p
@@ -93,6 +101,10 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     tensor([0.2000, 0.6000], dtype=torch.float64)
     """
     V.nonneg_int("cg", "steps", steps)
+    return _cg(matvec, b, x0, steps=steps, tol=tol, segments=segments)
+
+
+def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
     if x0 is None:
         v = torch.zeros_like(b)
         r = b.clone()
@@ -138,6 +150,8 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
 
 
 SOLVERS = {"gd": gd, "cg": cg, "neumann": neumann}
+#: the same solvers without argument checks (the solvers' inner loop; arguments were checked once)
+_UNCHECKED = {"gd": _gd, "cg": _cg, "neumann": _neumann}
 
 
 def solve(method: str, matvec: MatVec, b: torch.Tensor, x0=None, *, steps: int,

@@ -1,0 +1,24 @@
+"""Run every benchmark (``make benchmark``); each writes its CSV under benchmarks/results/.
+
+The numbers are summarised, with the machine they were measured on, in
+benchmarks/REPORT.md. Benchmarks are never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["benchmarks.core_overhead", "benchmarks.solver_table"]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for name in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        importlib.import_module(name).main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
