@@ -15,8 +15,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["STYLE", "setup", "footer", "loglog_slope", "paper001_quadratic_figure1",
-           "paper001_quadratic_figure2"]
+__all__ = ["STYLE", "setup", "footer", "loglog_slope", "paper002_example3_figure1",
+           "paper002_rate_figure", "paper002_baselines_figure", "paper001_quadratic_figure1",
+           "paper001_quadratic_figure2", "paper001_feature_learning_figure", "paper001_reweighting_figure",
+           "paper001_f2sa_figure"]
 
 #: colour / marker / line style per method or curve, shared by every figure
 STYLE = {
@@ -29,6 +31,21 @@ STYLE = {
     "itd_ji": dict(color="#7f7f7f", ls=":", marker=""),
     "itd_ji_floor": dict(color="#7f7f7f", ls="-.", marker=""),
     "itd_lower": dict(color="#2ca02c", ls="-.", marker=""),
+    # paper 002 (UniBiO): methods and uniform-convexity exponents
+    "UniBiO": dict(color="#9467bd", marker="D", ls="-"),
+    "StocBiO": dict(color="#ff7f0e", marker="v", ls="-"),
+    "TTSA": dict(color="#8c564b", marker="<", ls="-"),
+    "MA-SOBA": dict(color="#17becf", marker=">", ls="-"),
+    "p=2": dict(color="#1f77b4", marker="", ls="-"),
+    "p=4": dict(color="#d62728", marker="", ls="-"),
+    "p=6": dict(color="#2ca02c", marker="", ls="-"),
+    "p=8": dict(color="#ff7f0e", marker="", ls="-"),
+    # paper 001, Figure 3 and F2SA
+    "ITD_N": dict(color="#ff7f0e", marker="D", ls="-"),
+    "ITD_paper_lr": dict(color="#d62728", marker="s", ls=":"),
+    "AID_N": dict(color="#1f77b4", marker="o", ls="--"),
+    "reference": dict(color="#7f7f7f", ls=":", marker=""),
+    "fit": dict(color="#000000", ls="--", marker=""),
 }
 
 
@@ -116,3 +133,198 @@ def loglog_slope(x, y) -> float:
     """Least-squares slope of log y against log x."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+# -- paper 002 (UniBiO) ------------------------------------------------------------------
+
+_FLOOR = 1e-6
+
+
+def _noise_title(i, var):
+    letter = "abcdefgh"[i] if i < 8 else str(i)
+    return f"({letter}) deterministic" if var == 0 else f"({letter}) noise variance {var:g}"
+
+
+def paper002_example3_figure1(curves: pd.DataFrame, profile: str, deviations: str,
+                              metric: str = "hypergrad_at_y",
+                              ylabel: str = r"$|\cos x_t\cos(y_t^{p-1})|$ (Thm 4.1 at own $y_t$)"):
+    """Paper 002 Figure 1 (a)-(d): UniBiO's hypergradient norm per iteration (linear axis, as in
+    the paper), one curve per p, one panel per noise level (``noise_variance = 0``: deterministic)."""
+    setup()
+    levels = sorted(curves.noise_variance.unique())
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.3 * len(levels), 3.4), sharey=True, squeeze=False)
+    for i, (ax, var) in enumerate(zip(axes[0], levels)):
+        c = curves[curves.noise_variance == var]
+        for p in sorted(c.p.unique()):
+            cp = c[c.p == p].sort_values("t")
+            _line(ax, cp.t, cp[metric], f"p={p}", f"p = {p}", lw=0.9)
+        ax.set(xlabel="iteration t", title=_noise_title(i, var), ylim=(0, None))
+        ax.legend(loc="upper right", frameon=False)
+    axes[0][0].set_ylabel(ylabel)
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig
+
+
+def paper002_rate_figure(curves: pd.DataFrame, summary: pd.DataFrame, profile: str, deviations: str):
+    """Paper 002 Figure 5 / App. E.3 (deterministic runs): (a) averaged hypergradient
+    (1/T) sum_t |h_t| vs T with the fitted power law C T^slope per p; (b) the slopes;
+    (c) runtime and lower-level steps per outer iteration per p."""
+    setup()
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw=dict(width_ratios=[1.5, 1, 1]))
+    det = curves[curves.noise_variance == 0]
+    s = summary[summary.noise_variance == 0].sort_values("p")
+    for _, row in s.iterrows():
+        cp = det[det.p == row.p].sort_values("t")
+        T = cp.t.to_numpy() + 1
+        _line(a, T, cp.avg_hypergrad_at_y, f"p={int(row.p)}", f"p = {int(row.p)}", lw=1.2)
+        _line(a, T, np.exp(row.log_c) * T ** row.slope, f"p={int(row.p)}",
+              f"fit: slope {row.slope:.3f}", ls="--", lw=0.9)
+    a.set(xscale="log", yscale="log", xlabel="T (outer iterations)",
+          ylabel=r"$\frac{1}{T}\sum_{t<T}|h_t|$", title="(a) averaged hypergradient and power-law fit")
+    a.legend(loc="lower left", frameon=False, ncol=2)
+    ps = s.p.astype(int).to_numpy()
+    b.bar([str(p) for p in ps], s.slope, color=[STYLE.get(f"p={p}", {}).get("color", "#777777") for p in ps])
+    for x, v in enumerate(s.slope):
+        b.text(x, v, f"{v:.3f}", ha="center", va="top" if v < 0 else "bottom", fontsize=7)
+    b.axhline(0, color="#444444", lw=0.6)
+    b.set(xlabel="p", ylabel="fitted slope", title="(b) fitted slopes (more negative = faster)")
+    c.bar([str(p) for p in ps], s.runtime_s, color="#bbbbbb", label="runtime (s)")
+    c.set(xlabel="p", ylabel="solver time (s)", title="(c) runtime and inner iterations")
+    c2 = c.twinx()
+    c2.plot([str(p) for p in ps], s.inner_steps_per_iter, color="#444444", marker="o",
+            label="LL steps / outer iteration")
+    c2.set_ylabel("Epoch-SGD steps per outer iteration")
+    c2.grid(False)
+    h1, l1 = c.get_legend_handles_labels()
+    h2, l2 = c2.get_legend_handles_labels()
+    c.legend(h1 + h2, l1 + l2, loc="lower right", frameon=True, fontsize=6)
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig
+
+
+def paper002_baselines_figure(curves: pd.DataFrame, profile: str, deviations: str):
+    """Paper 002 App. E.1: |grad Phi(x_t)| per iteration for UniBiO and the baselines at their
+    grid-searched learning rates, one panel per p (values below 1e-6 drawn at 1e-6)."""
+    setup()
+    ps = sorted(curves.p.unique())
+    fig, axes = plt.subplots(1, len(ps), figsize=(3.3 * len(ps), 3.5), sharey=True, squeeze=False)
+    for ax, p in zip(axes[0], ps):
+        c = curves[curves.p == p]
+        for label in c.label.unique():
+            cm = c[c.label == label].sort_values("t")
+            r = cm.iloc[0]
+            _line(ax, cm.t, np.maximum(cm.grad_norm, _FLOOR), label,
+                  f"{label} (UL {r.outer_lr:g}, LL {r.inner_lr:g})", marker="", lw=1.0)
+        ax.set(yscale="log", xlabel="iteration t", title=f"p = {int(p)}")
+        ax.legend(loc="center right", frameon=True, framealpha=0.9, fontsize=6)
+    axes[0][0].set_ylabel(r"$|\nabla\Phi(x_t)|$ (ground truth)")
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig
+
+
+# -- paper 003 (Ji et al. 2022, loops) ----------------------------------------------------
+
+STYLE.update({
+    # AID-BiO variants: colour = N (red 1, blue 20, green 50), line style = Q (solid 1, dashed > 1)
+    "aid_N1_Q1": dict(color="#d62728", ls="-", marker="o"),
+    "aid_N1_Q20": dict(color="#d62728", ls="--", marker="v"),
+    "aid_N1_Q50": dict(color="#ff7f0e", ls="--", marker="v"),
+    "aid_N20_Q1": dict(color="#1f77b4", ls="-", marker="o"),
+    "aid_N20_Q20": dict(color="#1f77b4", ls="--", marker="v"),
+    "aid_N50_Q1": dict(color="#2ca02c", ls="-", marker="o"),
+    "aid_N50_Q50": dict(color="#2ca02c", ls="--", marker="v"),
+    # ITD-BiO variants
+    "itd_N1": dict(color="#d62728", ls="-", marker="s"),
+    "itd_N20": dict(color="#1f77b4", ls="-", marker="s"),
+})
+__all__ += ["paper003_loss_curves", "paper003_hyperrep_figure"]
+
+
+def _mean_band(c: pd.DataFrame, x: str, y: str):
+    """Mean and min/max over seeds of ``y`` per ``k`` (all seeds of a variant share k and x)."""
+    g = c.groupby("k")
+    return (g[x].mean().to_numpy(), g[y].mean().to_numpy(), g[y].min().to_numpy(),
+            g[y].max().to_numpy())
+
+
+def paper003_loss_curves(curves: pd.DataFrame, variants, title: str, profile: str,
+                         deviations: str, metrics=(("train_loss", "training loss"),
+                                                   ("test_loss", "test loss"))):
+    """Paper 003 Figures 1-3: losses of each variant against wall time, Gc and MV.
+
+    Rows: ``metrics``; columns: wall time of the seed batch, gradient calls
+    (Gc), Jacobian/Hessian-vector products (MV). Lines: mean over seeds;
+    bands: min-max over seeds. ``variants``: keys of ``curves.variant`` in
+    legend order.
+    """
+    setup()
+    xs = (("time_s", f"wall time (s, batch of {curves.seed.nunique()} seeds)"),
+          ("grad_calls", "gradient calls Gc"),
+          ("mv_calls", "Jacobian/Hessian-vector products MV"))
+    fig, axes = plt.subplots(len(metrics), len(xs), figsize=(11, 3.0 * len(metrics)),
+                             squeeze=False)
+    for i, (m, mlabel) in enumerate(metrics):
+        for j, (x, xlabel) in enumerate(xs):
+            ax = axes[i][j]
+            for key in variants:
+                c = curves[curves.variant == key]
+                if c.empty:
+                    raise KeyError(f"variant {key!r} not in the curves.")
+                if x != "time_s":
+                    c = c[c[x] > 0]                  # log axis: drop the initial point
+                xv, mean, lo, hi = _mean_band(c, x, m)
+                st = dict(STYLE.get(key, {}))
+                ax.fill_between(xv, lo, hi, color=st.get("color"), alpha=0.15, lw=0)
+                _line(ax, xv, mean, key, c.label.iloc[0], lw=1.2, markevery=max(1, len(xv) // 8))
+            ax.set(yscale="log", xlabel=xlabel)
+            if x != "time_s":
+                ax.set_xscale("log")
+            if j == 0:
+                ax.set_ylabel(mlabel)
+    axes[0][0].legend(loc="upper right", frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig
+
+
+def paper003_hyperrep_figure(curves: pd.DataFrame, groups, profile: str, deviations: str,
+                             paper_table=None, table_k=None):
+    """Paper 003 Table 3 / Appendix F as curves, one row per group of variants.
+
+    ``groups``: ``[(row title, [variant keys]), ...]`` (e.g. ITD for Table 3, AID for
+    Appendix F). Columns: validation loss f(H_k, w_k), exact Phi(H_k), ||grad Phi(H_k)||^2
+    against k (mean over seeds, min-max band). The paper's Table 3 values
+    (``paper_table``: {variant: values at ``table_k``}) are drawn as stars in the first
+    panel of the row holding those variants.
+    """
+    setup()
+    panels = (("val_loss", r"validation loss $f(H_k, w_k)$"),
+              ("phi", r"exact $\Phi(H_k) = f(H_k, w^*(H_k))$"),
+              ("grad_norm_sq", r"$\|\nabla\Phi(H_k)\|^2$"))
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(12, 3.6 * len(groups)),
+                             squeeze=False)
+    for row, (title, keys) in zip(axes, groups):
+        for ax, (m, label) in zip(row, panels):
+            for key in keys:
+                c = curves[(curves.variant == key) & (curves.k > 0)]
+                if c.empty:
+                    raise KeyError(f"variant {key!r} not in the curves.")
+                xv, mean, lo, hi = _mean_band(c, "k", m)
+                st = dict(STYLE.get(key, {}))
+                ax.fill_between(xv, lo, hi, color=st.get("color"), alpha=0.15, lw=0)
+                _line(ax, xv, mean, key, c.label.iloc[0], lw=1.2, marker="")
+            ax.set(xscale="log", yscale="log", xlabel="outer iteration k", title=f"{title}: {label}")
+        if paper_table:
+            for key, vals in paper_table.items():
+                if key in keys:
+                    st = dict(STYLE.get(key, {}))
+                    row[0].plot(table_k, vals, ls="", marker="*", markersize=8, color=st.get("color"),
+                                label=f"paper Table 3: {key}")
+        row[0].legend(loc="upper right", frameon=False, fontsize=6)
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig

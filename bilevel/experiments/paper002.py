@@ -1,0 +1,250 @@
+r"""Paper 002 (UniBiO, lower-level uniform convexity): synthetic experiments on Example 3.
+
+* :func:`example3_runs`: Figure 1 (a) deterministic and (b)-(d) noisy runs of
+  UniBiO for :math:`p\in\{2,4,6,8\}`, and Appendix E.3 / Figure 5 (log-log fit
+  of the averaged hypergradient, runtime, inner iterations per p);
+* :func:`baseline_grid`: Appendix E.1, UniBiO vs StocBiO, TTSA and MA-SOBA on
+  the deterministic problem, each with learning rates chosen by a grid search
+  run here (all grid points of one method and p in one vectorised run over
+  stacked copies of Example 3, see :func:`bilevel.problems.uniform_convex.example3`);
+* :func:`power_law_fit`: :math:`\log\bar h_T = \log C + s\log T` by least squares.
+
+What is plotted ("hypergradient norm"): Theorem 4.1's hypergradient evaluated
+exactly at the solver's own iterate :math:`(x_t, y_t)`,
+:math:`|\cos x_t\cos(y_t^{p-1})|` (problem metric ``hypergrad_at_y``; what the
+estimator returns from :math:`y_t` without noise and truncation), next to the
+exact :math:`|\nabla\Phi(x_t)|` and the paper script's variant
+:math:`|\cos x_t\cos(\sin x_t)\mathbb 1\{|y_t|\le(\pi/2)^{1/(p-1)}\} + \mathcal N(0, 0.01^2)|`.
+
+Noise model of the stochastic panels (the paper's variances are lost; stand-ins
+0.01, 0.1, 1): Gaussian noise of the given **variance** on the lower-level
+gradient oracle, as the script's ``grad_g + N(0, noise_rate)``, plus the
+script's :math:`\mathcal N(0, 0.01^2)` on the upper-level gradient oracle
+(on Example 3 :math:`\nabla_x f = 0`, so this is noise of std 0.01 added to
+the hypergradient estimate, as in the script).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DivergenceError
+from ..problems.uniform_convex import example3
+from ..run import run
+from ..solvers import make
+from ..solvers.unibio import epoch_schedule
+
+__all__ = ["example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
+           "PAPER_OUTER_LRS", "BASELINES", "METHOD_LABELS"]
+
+#: paper 002 §6: UL learning rates of UniBiO per p (LL rate gamma_1 = 1 for every p)
+PAPER_OUTER_LRS = {2: 0.05, 4: 0.03, 6: 0.02, 8: 0.01}
+#: Appendix E.1's methods (registry name -> label)
+METHOD_LABELS = {"unibio": "UniBiO", "stocbio": "StocBiO", "ttsa": "TTSA", "ma_soba": "MA-SOBA"}
+BASELINES = tuple(METHOD_LABELS)
+
+
+def power_law_fit(T, avg) -> tuple[float, float]:
+    r"""``(slope, log C)`` of :math:`\log\bar h_T = \log C + \text{slope}\cdot\log T` (least squares).
+
+    >>> s, c = power_law_fit([1, 10, 100], [2.0, 0.2, 0.02])
+    >>> round(s, 6), round(math.exp(c), 6)
+    (-1.0, 2.0)
+    """
+    T, avg = np.asarray(T, float), np.asarray(avg, float)
+    slope, logc = np.polyfit(np.log(T), np.log(avg), 1)
+    return float(slope), float(logc)
+
+
+def unibio_lower_budget(p: int, T: int, inner_steps: int = 100, interval: int = 2,
+                        epoch_length: int = 5, warm_start_steps: int | None = None) -> float:
+    """UniBiO's lower-level gradient steps per outer iteration over ``T`` iterations (deterministic count)."""
+    per_call = sum(t for t, _, _ in epoch_schedule(p, epoch_length, 1.0, 1.0, inner_steps))
+    warm = sum(t for t, _, _ in epoch_schedule(p, epoch_length, 1.0, 1.0,
+                                               inner_steps if warm_start_steps is None else warm_start_steps))
+    return (warm + per_call * ((T - 1) // interval)) / T
+
+
+def _unibio(p, outer_lr, inner_lr, n_terms, **kw):
+    return make("unibio", p=p, outer_lr=outer_lr, inner_lr=inner_lr, neumann_steps=n_terms,
+                neumann_lr=1.0, **kw)
+
+
+def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), ul_noise_std: float = 0.01,
+                  inner_lr: float = 1.0, momentum: float = 0.9, interval: int = 2, inner_steps: int = 100,
+                  epoch_length: int = 5, radius: float = 1.0, neumann_steps: int = 3, seed: int = 0,
+                  device="cpu", dtype=torch.float64, progress: bool = False):
+    r"""UniBiO on Example 3 for each ``p``: deterministic, then one run per noise variance.
+
+    ``outer_lrs``: UL step per p (default :data:`PAPER_OUTER_LRS`). Neumann step
+    :math:`\eta_N = 1` (Example 3's generalized Hessian is 1, so the series is
+    exact for any Q). Returns ``(summary, curves)``:
+
+    * ``curves``: one row per (noise_variance, p, t), t = 0..T-1, with
+      ``hypergrad_at_y``, ``grad_norm`` (:math:`|\nabla\Phi(x_t)|`),
+      ``reference_hypergrad`` and its noisy version ``reference_hypergrad_noisy``
+      (absolute values), the running averages ``avg_hypergrad_at_y`` and
+      ``avg_grad_norm`` over :math:`s\le t`, ``inner_steps_cum`` (LL gradient
+      calls so far) and ``time_s``;
+    * ``summary``: one row per (noise_variance, p) with the averages at T, the
+      fitted power law of ``avg_hypergrad_at_y`` vs T (``slope``, ``log_c``),
+      the runtime, the LL steps per outer iteration and the oracle totals.
+
+    ``noise_variance = 0`` is the deterministic run (no noise at all).
+    """
+    ps = [int(p) for p in ps]
+    outer_lrs = dict(PAPER_OUTER_LRS) if outer_lrs is None else {int(k): float(v) for k, v in dict(outer_lrs).items()}
+    missing = sorted(set(ps) - set(outer_lrs))
+    if missing:
+        raise ValueError(f"outer_lrs has no learning rate for p = {missing}.")
+    levels = [0.0] + [float(v) for v in noise_variances]
+    rng = np.random.RandomState(42 + seed)        # the reference script's np.random.seed(42) N(0, 0.01^2)
+    summaries, curves = [], []
+    for var in levels:
+        noise = None if var == 0 else {"grad_g": math.sqrt(var), "grad_f": ul_noise_std}
+        for p in ps:
+            prob = example3(p=p, device=device, dtype=dtype)
+            s = _unibio(p, outer_lrs[p], inner_lr, neumann_steps, momentum=momentum, interval=interval,
+                        inner_steps=inner_steps, epoch_length=epoch_length, radius=radius)
+            tr = run(s, prob, steps=T, seed=seed, noise=noise, progress=progress,
+                     desc=f"UniBiO p={p} var={var:g}")
+            t = tr[tr.k < T]
+            h = t.hypergrad_at_y.abs().to_numpy()
+            g = np.sqrt(t.grad_norm_sq.to_numpy())
+            ref = t.reference_hypergrad.to_numpy()
+            ref_noisy = np.abs(ref + rng.normal(0.0, 0.01, size=ref.shape))
+            steps = np.arange(1, T + 1)
+            avg_h, avg_g = np.cumsum(h) / steps, np.cumsum(g) / steps
+            slope, logc = power_law_fit(steps, avg_h)
+            last = tr.iloc[-1]
+            curves.append(pd.DataFrame({
+                "noise_variance": var, "p": p, "t": t.k.to_numpy(), "hypergrad_at_y": h, "grad_norm": g,
+                "reference_hypergrad": np.abs(ref), "reference_hypergrad_noisy": ref_noisy,
+                "avg_hypergrad_at_y": avg_h, "avg_grad_norm": avg_g,
+                "inner_steps_cum": t.grad_g_calls.to_numpy(), "time_s": t.time_s.to_numpy()}))
+            summaries.append({
+                "noise_variance": var, "noise_std_ll": math.sqrt(var), "noise_std_ul": 0.0 if var == 0 else ul_noise_std,
+                "p": p, "T": T, "outer_lr": outer_lrs[p], "inner_lr": inner_lr, "momentum": momentum,
+                "interval": interval, "inner_steps_K": inner_steps, "epoch_length": epoch_length,
+                "radius": radius, "neumann_steps": neumann_steps, "neumann_lr": 1.0, "seed": seed,
+                "avg_hypergrad_at_y": float(avg_h[-1]), "avg_grad_norm": float(avg_g[-1]),
+                "final_hypergrad_at_y": float(h[-1]), "final_grad_norm": float(math.sqrt(last.grad_norm_sq)),
+                "slope": slope, "log_c": logc, "runtime_s": float(last.time_s),
+                "inner_steps_per_iter": float(last.grad_g_calls) / T,
+                "grad_calls": int(last.grad_calls), "mv_calls": int(last.mv_calls),
+            })
+    return pd.DataFrame(summaries), pd.concat(curves, ignore_index=True)
+
+
+def _solver(method, p, outer, inner, T, stocbio_inner_steps, neumann_steps, momentum):
+    eta_std = 1.0 / (p - 1)        # 1/L of the standard Hessian (p-1) y^(p-2) on |y| <= 1
+    if method == "unibio":
+        return _unibio(p, outer, inner, neumann_steps, momentum=momentum)
+    if method == "stocbio":
+        return make("stocbio", inner_steps=stocbio_inner_steps, inner_lr=inner, outer_lr=outer,
+                    neumann_steps=neumann_steps, neumann_lr=eta_std)
+    if method == "ttsa":
+        return make("ttsa", inner_lr=inner, outer_lr=outer, neumann_steps=neumann_steps, neumann_lr=eta_std)
+    if method == "ma_soba":
+        return make("ma_soba", inner_lr=inner, outer_lr=outer, linsys_lr=eta_std, momentum=momentum)
+    raise ValueError(f"unknown method {method!r}; choose among {BASELINES}.")
+
+
+def _grid_run(method, p, pairs, T, seed, device, dtype, **kw):
+    """One vectorised run over stacked copies (one per (outer, inner) pair); per-copy traces."""
+    prob = example3(p=p, copies=len(pairs), device=device, dtype=dtype)
+    outer = torch.tensor([a for a, _ in pairs], dtype=dtype, device=device)
+    inner = torch.tensor([b for _, b in pairs], dtype=dtype, device=device)
+    tr = run(_solver(method, p, outer, inner, T, **kw), prob, steps=T, seed=seed)
+    if len(pairs) == 1:
+        return {0: tr}
+    return {i: tr[tr["block"] == i] for i in range(len(pairs))}
+
+
+def _robust_grid(method, p, pairs, T, seed, device, dtype, **kw):
+    """As :func:`_grid_run`; if a copy diverges, split the grid and retry (diverged copies: ``None``).
+
+    A diverging run stops at its first non-finite iterate, so failed retries are
+    cheap. The grid is split by inner learning rate first (the lower level is
+    what diverges here), then in halves.
+    """
+    try:
+        return _grid_run(method, p, pairs, T, seed, device, dtype, **kw)
+    except DivergenceError:
+        if len(pairs) == 1:
+            return {0: None}
+    inner = sorted({b for _, b in pairs})
+    if len(inner) > 1:
+        groups = [[i for i, (_, b) in enumerate(pairs) if b == v] for v in inner]
+    else:
+        half = len(pairs) // 2
+        groups = [list(range(half)), list(range(half, len(pairs)))]
+    out = {}
+    for idx in groups:
+        sub = _robust_grid(method, p, [pairs[i] for i in idx], T, seed, device, dtype, **kw)
+        out.update({i: sub[j] for j, i in enumerate(idx)})
+    return out
+
+
+def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann_steps: int = 3,
+                  momentum: float = 0.9, seed: int = 0, device="cpu", dtype=torch.float64):
+    r"""Appendix E.1: grid search of (UL, LL) learning rates per method and p; curves at the best pair.
+
+    Deterministic Example 3 from :math:`x_0 = y_0 = 1`, ``T`` outer iterations for
+    every method. Criterion: the averaged exact hypergradient
+    :math:`\frac1T\sum_{t<T}|\nabla\Phi(x_t)|` (what the paper's E.1 figure
+    shows), diverged runs excluded.
+
+    Settings (stand-ins, setups.md A.4): Neumann Q = ``neumann_steps`` for
+    UniBiO (:math:`\eta_N = 1`, generalized Hessian 1), StocBiO and TTSA
+    (:math:`\eta_N = 1/(p-1)`, the standard Hessian's bound on :math:`|y|\le1`);
+    MA-SOBA's v-step :math:`1/(p-1)`, :math:`v_0 = 0`, momentum 0.9 for UniBiO and
+    MA-SOBA; UniBiO's other hyperparameters as in §6. **Same budget**: StocBiO's
+    inner steps N per outer step equal UniBiO's mean LL steps per outer step
+    (:func:`unibio_lower_budget`), so both use the same number of LL gradients;
+    TTSA and MA-SOBA are single loop (one LL step per outer step) by design.
+
+    Returns ``(grid, curves)``: ``grid`` one row per (method, p, outer_lr,
+    inner_lr) with the criterion, the final value and ``best``; ``curves`` one row
+    per (method, p, t) at the best pair with ``grad_norm`` = :math:`|\nabla\Phi(x_t)|`
+    and its running average.
+    """
+    pairs = [(float(a), float(b)) for a in outer_grid for b in inner_grid]
+    rows, curves = [], []
+    for p in [int(p) for p in ps]:
+        n_stoc = max(1, int(round(unibio_lower_budget(p, T))))
+        for method in methods:
+            traces = _robust_grid(method, p, pairs, T, seed, device, dtype, stocbio_inner_steps=n_stoc,
+                                  neumann_steps=neumann_steps, momentum=momentum)
+            for i, (a, b) in enumerate(pairs):
+                t = traces[i]
+                row = {"method": method, "label": METHOD_LABELS[method], "p": p, "T": T, "outer_lr": a,
+                       "inner_lr": b, "stocbio_inner_steps": n_stoc if method == "stocbio" else np.nan,
+                       "neumann_steps": neumann_steps, "diverged": t is None}
+                if t is None:
+                    row.update(avg_grad_norm=np.inf, final_grad_norm=np.inf, grad_calls=np.nan, mv_calls=np.nan,
+                               grad_g_calls=np.nan)
+                else:
+                    g = np.sqrt(t[t.k < T].grad_norm_sq.to_numpy())
+                    last = t.iloc[-1]
+                    row.update(avg_grad_norm=float(g.mean()), final_grad_norm=float(math.sqrt(last.grad_norm_sq)),
+                               grad_calls=int(last.grad_calls), mv_calls=int(last.mv_calls),
+                               grad_g_calls=int(last.grad_g_calls))
+                rows.append(row)
+            sub = [r for r in rows if r["method"] == method and r["p"] == p]
+            best = min(range(len(sub)), key=lambda j: (sub[j]["avg_grad_norm"], j))
+            if traces[best] is None:
+                raise ValueError(f"{method} at p = {p}: every grid point diverged; widen the grid.")
+            for j, r in enumerate(sub):
+                r["best"] = j == best
+            t = traces[best]
+            g = np.sqrt(t[t.k < T].grad_norm_sq.to_numpy())
+            curves.append(pd.DataFrame({
+                "method": method, "label": METHOD_LABELS[method], "p": p, "t": np.arange(T),
+                "outer_lr": pairs[best][0], "inner_lr": pairs[best][1], "grad_norm": g,
+                "avg_grad_norm": np.cumsum(g) / np.arange(1, T + 1)}))
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
