@@ -69,7 +69,7 @@ def test_repro_builds_figures_and_second_repro_is_noop(smoke_repo):
                                       "itd_quadratic_bounds_vs_kappa.png", "itd_quadratic_bounds_vs_kappa.pdf"}
     out = _run([str(BIN / "dvc"), "repro", *SMOKE_TARGETS], tmp, env)
     assert "didn't change, skipping" in out and "Running stage" not in out, out
-    status = _run([str(BIN / "dvc"), "status"], tmp, env)
+    status = _run([str(BIN / "dvc"), "status", "--with-deps", *SMOKE_TARGETS], tmp, env)
     assert "up to date" in status, status
     summary = (tmp / "data" / "results" / "paper001" / "quadratic_summary.csv").read_text()
     assert ",smoke" in summary  # the smoke profile's parameters reached the notebook
