@@ -91,3 +91,35 @@ def save_figure(fig, stem: str | os.PathLike, formats=("png", "pdf"), dpi: int =
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta.get(fmt))
         out.append(path)
     return out
+
+
+def results_source(results_dir: str | os.PathLike, committed: str | os.PathLike, files=(),
+                   verbose: bool = True) -> Path:
+    """Where a figure/table notebook reads its inputs: ``results_dir``, or the committed results.
+
+    Returns ``results_dir`` when it holds every name in ``files`` (all or nothing, so one
+    figure never mixes two runs); otherwise ``committed`` (the paper-scale results under
+    ``data/results/<paper>/`` that git ships), after printing one line saying so when
+    ``verbose``. This lets a figure notebook opened on its own in JupyterLab run before its
+    runs notebook has written anything. Raises ``FileNotFoundError`` when neither has the files.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "a.csv").write_text("x\\n1\\n") and None
+    >>> results_source(d / "missing", d, ["a.csv"])  # doctest: +ELLIPSIS
+    no results in .../missing (missing: a.csv); reading the committed results in ...
+    PosixPath(...)
+    """
+    results_dir, committed = Path(results_dir), Path(committed)
+    files = list(files)
+    missing = [f for f in files if not (results_dir / f).is_file()] if files else \
+        ([] if results_dir.is_dir() else ["the folder"])
+    if not missing:
+        return results_dir
+    absent = [f for f in files if not (committed / f).is_file()]
+    if absent or not committed.is_dir():
+        raise FileNotFoundError(f"neither {results_dir} nor the committed {committed} has {absent or files}; "
+                                "run the runs notebook (or `dvc repro`) first.")
+    if verbose:
+        print(f"no results in {results_dir} (missing: {', '.join(missing)}); reading the committed "
+              f"results in {committed}")
+    return committed

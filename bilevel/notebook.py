@@ -1,34 +1,191 @@
-"""Run a parameterized notebook with papermill, refusing unknown parameters.
+"""Notebook parameters (profiles) and the papermill runner of the pipeline.
 
-papermill only *warns* when a parameter is not declared in the notebook's
-``parameters`` cell, so a typo in ``params.yaml`` would silently run the smoke
-defaults. This runner inspects the notebook first and fails with the list of
-valid names. Values come from ``-p name value`` pairs (YAML-parsed) and/or a
-section of ``params.yaml``.
+**Profiles.** Every notebook's ``parameters`` cell holds a handful of literals::
 
-Usage (what ``dvc.yaml`` calls)::
+    profile = "smoke"          # "smoke" (params-smoke.yaml) | "paper" (params.yaml) | <name> (params-<name>.yaml)
+    section = "paper001_quadratic"   # the section of that file this notebook reads
+    overrides = {}             # e.g. {"K": 5000}: values that differ from the profile
+    results_dir = "../../build/smoke/results/paper001"
 
-    python -m bilevel.notebook notebooks/paper001/01_quadratic_runs.ipynb \
-        --params-file params.yaml --section paper001_quadratic -p out_dir ../../data/results
+and the cell right after it calls :func:`load_params`, which reads ``section``
+from the profile's file, applies ``overrides`` and checks every value against
+the profile's own value (type and name). A reader switches scale by changing the
+one word ``profile``; the values themselves live only in ``params.yaml`` /
+``params-smoke.yaml``.
 
-The executed copy is written to ``--output`` (default:
-``build/executed/<notebook path>``), atomically; the source notebook is never
-overwritten. The kernel runs with the notebook's directory as cwd.
+**Runner.** ``python -m bilevel.notebook`` is what ``dvc.yaml`` calls::
+
+    python -m bilevel.notebook notebooks/paper001/01_quadratic_runs.ipynb \\
+        -o build/executed/paper001/01_quadratic_runs.ipynb \\
+        --params-file params.yaml --section paper001_quadratic -p results_dir ../../data/results/paper001
+
+It injects the section's ``profile`` (and ``section``), passes the values that
+differ from the profile's file as ``overrides``, and accepts ``-p NAME VALUE``
+(YAML-parsed) both for the notebook's own parameters and for any key of its
+section (``-p K 5000`` becomes ``overrides={"K": 5000}``). Names and types are
+checked before a kernel starts (papermill alone only warns on unknown names and
+would run ``-p kappas "'234'"`` as kappa in {2, 3, 4}). The executed copy goes to
+``--output`` (default ``build/executed/<notebook path>``) atomically; the runner
+refuses to write over the source notebook. While the kernel runs it prints a
+one-line heartbeat (``[label] cell i/n, elapsed ...``) every
+``BILEVEL_PROGRESS_INTERVAL`` seconds (default 30; 0 turns it off) to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
-__all__ = ["declared_parameters", "check_parameters", "execute", "main"]
+__all__ = ["load_params", "profile_file", "find_root", "declared_parameters", "check_parameters",
+           "execute", "main", "UnknownParameterError", "ParameterTypeError"]
+
+#: the inline backend that ipykernel selects when MPLBACKEND is unset; the runner sets it for
+#: its kernels so that executed copies embed their figures even when MPLBACKEND=Agg is exported
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 class UnknownParameterError(ValueError):
     pass
 
+
+class ParameterTypeError(TypeError):
+    pass
+
+
+# -- profiles --------------------------------------------------------------------------------
+
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root: the first directory from ``start`` (default: cwd) upwards with a dvc.yaml."""
+    start = Path(start or os.getcwd()).resolve()
+    for d in (start, *start.parents):
+        if (d / "dvc.yaml").is_file() and (d / "params.yaml").is_file():
+            return d
+    raise FileNotFoundError(f"no dvc.yaml + params.yaml in {start} or above; run from inside the "
+                            "repository (notebooks run with their own folder as cwd) or pass root=.")
+
+
+def profile_file(profile: str, root: str | os.PathLike | None = None) -> Path:
+    """``params.yaml`` for ``"paper"``, ``params-<profile>.yaml`` otherwise (under the repository root)."""
+    if not isinstance(profile, str) or not profile.isidentifier():
+        raise ValueError(f"profile must be a name like 'smoke' or 'paper', got {profile!r}.")
+    root = Path(root) if root is not None else find_root()
+    path = root / ("params.yaml" if profile == "paper" else f"params-{profile}.yaml")
+    if not path.is_file():
+        known = sorted(["paper"] + [p.stem[len("params-"):] for p in root.glob("params-*.yaml")])
+        raise FileNotFoundError(f"profile {profile!r}: no file {path.name} in {root}; known profiles: "
+                                f"{known}. Use one of those or create {path.name}.")
+    return path
+
+
+def _load_section(params_file, section):
+    import yaml
+    data = yaml.safe_load(Path(params_file).read_text())
+    node = data
+    for part in section.split("."):
+        if not isinstance(node, dict) or part not in node:
+            have = sorted(k for k in (data or {}) if isinstance(data[k], dict))
+            raise KeyError(f"{params_file}: no section {section!r}; sections: {have}.")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ValueError(f"{params_file}:{section} must be a mapping of parameter names.")
+    return dict(node)
+
+
+def _type_name(ref) -> str:
+    if isinstance(ref, list):
+        inner = sorted({_type_name(v) for v in ref})
+        if inner == ["float", "int"]:
+            inner = ["float"]
+        return f"list[{' | '.join(inner)}]" if inner else "list"
+    return type(ref).__name__
+
+
+def _conform(name, value, ref, where):
+    """``value`` converted to the type of the reference value ``ref``, or ParameterTypeError."""
+    def fail():
+        raise ParameterTypeError(
+            f"{where}: parameter {name!r} expects {_type_name(ref)} (the profile's value is {ref!r}), got "
+            f"{type(value).__name__} {value!r}. Fix the value in overrides / `-p {name} VALUE` "
+            f"(YAML syntax, e.g. -p {name} '{_example(ref)}').")
+    if ref is None:
+        return value
+    if isinstance(ref, bool):
+        return value if isinstance(value, bool) else fail()
+    if isinstance(ref, int):
+        return value if isinstance(value, int) and not isinstance(value, bool) else fail()
+    if isinstance(ref, float):
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fail()
+    if isinstance(ref, str):
+        return value if isinstance(value, str) else fail()
+    if isinstance(ref, dict):
+        return dict(value) if isinstance(value, dict) else fail()
+    if isinstance(ref, list):
+        if not isinstance(value, (list, tuple)):
+            fail()
+        if not ref:
+            return list(value)
+        elem = 0.0 if all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ref) and \
+            any(isinstance(r, float) for r in ref) else ref[0]
+        try:
+            return [_conform(f"{name}[{i}]", v, elem, where) for i, v in enumerate(value)]
+        except ParameterTypeError:
+            fail()
+    return value
+
+
+def _example(ref) -> str:
+    import yaml
+    return yaml.safe_dump(ref, default_flow_style=True).strip().replace("\n...", "")
+
+
+def load_params(section: str, profile: str = "smoke", overrides: dict | None = None, *,
+                root: str | os.PathLike | None = None) -> SimpleNamespace:
+    """The values of ``section`` for ``profile``, with ``overrides`` applied and type-checked.
+
+    Args:
+        section: the section of the profile's file (one per DVC stage, e.g. ``"paper001_quadratic"``).
+        profile: ``"smoke"`` -> ``params-smoke.yaml``, ``"paper"`` -> ``params.yaml``, any other
+            name -> ``params-<name>.yaml`` (all at the repository root, found upwards from the cwd).
+        overrides: ``{name: value}`` replacing the profile's values. Unknown names raise
+            :class:`UnknownParameterError`; a value whose type differs from the profile's value
+            raises :class:`ParameterTypeError` (ints are accepted where floats are expected).
+        root: the repository root (default: :func:`find_root`).
+
+    Returns a namespace of the section's values (without its ``profile`` key).
+
+    >>> p = load_params("paper001_quadratic", "smoke", {"K": 50}, root=find_root(__file__))
+    >>> p.K, p.kappas
+    (50, [2.0, 3.0, 4.0])
+    >>> load_params("paper001_quadratic", "smoke", {"kappas": "234"},
+    ...             root=find_root(__file__))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bilevel.notebook.ParameterTypeError: params-smoke.yaml:paper001_quadratic: parameter 'kappas' expects list[float] ...
+    """
+    path = profile_file(profile, root)
+    values = _load_section(path, section)
+    declared = values.pop("profile", profile)
+    if declared != profile:
+        raise ValueError(f"{path.name}:{section} declares profile {declared!r}, but profile {profile!r} "
+                         f"maps to this file; fix the `profile:` key of the section.")
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise UnknownParameterError(f"{path.name}:{section}: unknown parameter(s) {unknown}; the section "
+                                    f"has {sorted(values)}. Fix the name, or add the key to every profile.")
+    where = f"{path.name}:{section}"
+    for name, value in overrides.items():
+        values[name] = _conform(name, value, values[name], where)
+    return SimpleNamespace(**values)
+
+
+# -- the runner ------------------------------------------------------------------------------
 
 def declared_parameters(notebook: str | os.PathLike) -> dict:
     """The names (and default literals) of the notebook's ``parameters`` cell."""
@@ -40,44 +197,142 @@ def declared_parameters(notebook: str | os.PathLike) -> dict:
     return params
 
 
-def check_parameters(notebook, parameters: dict) -> None:
-    """Raise :class:`UnknownParameterError` for names the notebook does not declare."""
+def _default(declared, name):
+    try:
+        return ast.literal_eval(declared[name]["default"])
+    except (KeyError, ValueError, SyntaxError):
+        return None
+
+
+def check_parameters(notebook, parameters: dict) -> dict:
+    """Split ``parameters`` into the notebook's own and its section's, and validate both.
+
+    Returns the papermill parameters to inject (section keys folded into ``overrides``).
+    Raises :class:`UnknownParameterError` for a name neither the notebook nor its section
+    declares, :class:`ParameterTypeError` for a value of the wrong type.
+    """
     declared = declared_parameters(notebook)
-    unknown = sorted(set(parameters) - set(declared))
+    own = {k: v for k, v in parameters.items() if k in declared}
+    rest = {k: v for k, v in parameters.items() if k not in declared}
+    if "section" not in declared or "profile" not in declared:
+        if rest:
+            raise UnknownParameterError(f"{notebook}: unknown parameter(s) {sorted(rest)}; the notebook "
+                                        f"declares {sorted(declared)}.")
+        return own
+    section = own.get("section", _default(declared, "section"))
+    profile = own.get("profile", _default(declared, "profile"))
+    overrides = {**dict(own.get("overrides") or {}), **rest}
+    root = find_root(Path(notebook).parent)
+    keys = set(_load_section(profile_file(profile, root), section)) - {"profile"}
+    unknown = sorted(set(overrides) - keys)
     if unknown:
         raise UnknownParameterError(
-            f"{notebook}: unknown parameter(s) {unknown}; the notebook declares "
-            f"{sorted(declared)}. Fix the name in params.yaml / -p, or add it to the "
-            "notebook's parameters cell.")
+            f"{notebook}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared)} and "
+            f"its section {section!r} has {sorted(keys)}. Fix the name in params.yaml / -p / overrides, "
+            "or add the key to the section of every profile.")
+    load_params(section, profile, overrides, root=root)
+    if rest or "overrides" in own:
+        own["overrides"] = overrides
+    return own
 
 
-def _load_section(params_file, section):
-    import yaml
-    data = yaml.safe_load(Path(params_file).read_text())
-    node = data
-    for part in section.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"{params_file}: no section {section!r}.")
-        node = node[part]
-    if not isinstance(node, dict):
-        raise ValueError(f"{params_file}:{section} must be a mapping of parameter names.")
-    return dict(node)
+class _Heartbeat:
+    """nbclient ``on_cell_start`` hook plus a thread printing ``[label] cell i/n, elapsed`` lines."""
+
+    def __init__(self, label, n_cells, interval, stream):
+        self.label, self.n, self.interval, self.stream = label, n_cells, interval, stream
+        self.index, self.t0 = 0, time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def on_cell_start(self, cell=None, cell_index=0, **_):
+        self.index = int(cell_index) + 1
+
+    def line(self) -> str:
+        s = int(time.monotonic() - self.t0)
+        return f"[{self.label}] cell {self.index}/{self.n}, elapsed {s // 60}m{s % 60:02d}s"
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            print(self.line(), file=self.stream, flush=True)
+
+    def __enter__(self):
+        if self.interval > 0:
+            print(f"[{self.label}] started: {self.n} cells", file=self.stream, flush=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.interval > 0:
+            s = int(time.monotonic() - self.t0)
+            state = "failed" if exc[0] else "done"
+            print(f"[{self.label}] {state} at cell {self.index}/{self.n} after {s // 60}m{s % 60:02d}s",
+                  file=self.stream, flush=True)
 
 
-def execute(notebook, output=None, parameters=None, kernel="python3", log_output=False):
-    """Check parameters, then execute ``notebook`` to ``output`` atomically."""
+def _kernel_manager_class():
+    """AsyncKernelManager on IPC transport with the inline matplotlib backend.
+
+    * IPC: the kernel's sockets are files in the Jupyter runtime directory (owner-only
+      permissions) instead of TCP ports on 127.0.0.1, so ipykernel >= 7 no longer prints
+      "Kernel is running over TCP without encryption" once per stage.
+    * MPLBACKEND: the Makefile exports ``MPLBACKEND=Agg`` for batch processes; a kernel that
+      inherits it would not embed figures in the executed copy, so the runner's kernels get
+      ipykernel's own default, the inline backend.
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class BatchKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+        async def _async_pre_start_kernel(self, **kw):
+            env = dict(kw.pop("env", None) or os.environ)
+            env["MPLBACKEND"] = INLINE_BACKEND
+            kw["env"] = env
+            return await super()._async_pre_start_kernel(**kw)
+
+    return BatchKernelManager
+
+
+def execute(notebook, output=None, parameters=None, kernel="python3", log_output=False, label=None,
+            progress_interval=None, stream=None):
+    """Check parameters, then execute ``notebook`` to ``output`` atomically (never over the source)."""
+    import nbformat
     import papermill as pm
+
     from .io import atomic_path
     notebook = Path(notebook)
-    parameters = dict(parameters or {})
-    check_parameters(notebook, parameters)
     output = Path(output) if output else Path("build/executed") / notebook
-    with atomic_path(output) as tmp:
-        pm.execute_notebook(str(notebook), str(tmp),
-                            parameters=parameters, kernel_name=kernel,
-                            cwd=str(notebook.parent), log_output=log_output,
-                            progress_bar=False)
+    if output.resolve() == notebook.resolve() or (output.exists() and output.samefile(notebook)):
+        raise ValueError(f"output {output} is the source notebook {notebook}; executed copies never "
+                         "overwrite the source. Pass -o build/executed/<path> (the default).")
+    parameters = check_parameters(notebook, dict(parameters or {}))
+    if progress_interval is None:
+        progress_interval = float(os.environ.get("BILEVEL_PROGRESS_INTERVAL", "30"))
+    n_cells = len(nbformat.read(notebook, as_version=4).cells) + (1 if parameters else 0)
+    beat = _Heartbeat(label or notebook.stem, n_cells, progress_interval, stream or sys.stderr)
+    with beat, atomic_path(output) as tmp:
+        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel,
+                            cwd=str(notebook.parent), log_output=log_output, progress_bar=False,
+                            kernel_manager_class=_kernel_manager_class(), on_cell_start=beat.on_cell_start)
     return output
+
+
+def _section_overrides(params_file, section, root):
+    """The section's profile, and its values that differ from that profile's file."""
+    values = _load_section(params_file, section)
+    if "profile" not in values:
+        raise KeyError(f"{params_file}:{section} has no `profile:` key (smoke | paper | ...).")
+    profile = values.pop("profile")
+    reference = _load_section(profile_file(profile, root), section)
+    reference.pop("profile", None)
+    return profile, {k: v for k, v in values.items() if k not in reference or reference[k] != v}
 
 
 def main(argv=None) -> int:
@@ -87,22 +342,28 @@ def main(argv=None) -> int:
     ap.add_argument("notebook")
     ap.add_argument("--output", "-o", default=None)
     ap.add_argument("--params-file", default=None)
-    ap.add_argument("--section", action="append", default=[],
-                    help="section of --params-file whose keys are notebook parameters (repeatable)")
+    ap.add_argument("--section", default=None,
+                    help="section of --params-file: its profile and values are passed to the notebook")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                     metavar=("NAME", "VALUE"))
     ap.add_argument("--kernel", default="python3")
+    ap.add_argument("--label", default=None, help="name in the progress lines (default: the section)")
     args = ap.parse_args(argv)
     params = {}
-    for sec in args.section:
-        if not args.params_file:
-            ap.error("--section needs --params-file")
-        params.update(_load_section(args.params_file, sec))
-    for name, value in args.parameter:
-        params[name] = yaml.safe_load(value)
     try:
-        out = execute(args.notebook, args.output, params, kernel=args.kernel)
-    except UnknownParameterError as exc:
+        if args.section:
+            if not args.params_file:
+                ap.error("--section needs --params-file")
+            root = find_root(Path(args.params_file).resolve().parent)
+            profile, overrides = _section_overrides(args.params_file, args.section, root)
+            params.update(profile=profile, section=args.section)
+            if overrides:
+                params["overrides"] = overrides
+        for name, value in args.parameter:
+            params[name] = yaml.safe_load(value)
+        label = args.label or args.section or Path(args.notebook).stem
+        out = execute(args.notebook, args.output, params, kernel=args.kernel, label=label)
+    except (UnknownParameterError, ParameterTypeError, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"executed {args.notebook} -> {out}")

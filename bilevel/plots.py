@@ -3,17 +3,19 @@
 Plots are drawn with matplotlib/seaborn from tidy tables; every figure carries
 a footer naming the profile that produced it and its deviations from the paper
 (stand-ins), as the compendium's house style requires.
+
+No backend is forced here: in a Jupyter kernel figures show inline (ipykernel's default),
+batch processes get theirs from ``MPLBACKEND`` (the Makefile exports ``Agg``), and the
+pipeline's runner gives its kernels the inline backend so executed copies embed the figures.
 """
 
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 __all__ = ["STYLE", "setup", "footer", "loglog_slope", "paper002_example3_figure1",
            "paper002_rate_figure", "paper002_baselines_figure", "paper001_quadratic_figure1",

@@ -95,19 +95,26 @@ def test_notebook_runner_refuses_unknown_parameter(tmp_path):
 
 
 def test_params_yaml_sections_match_notebook_parameters():
+    """Every section a stage passes is a valid profile section of its notebook, in both profile files."""
     import yaml
 
-    from bilevel.notebook import check_parameters
+    from bilevel.notebook import _section_overrides, check_parameters, declared_parameters
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for profile in ("params.yaml", "params-smoke.yaml"):
-        params = yaml.safe_load((ROOT / profile).read_text())
+    checked = 0
+    for profile_path in ("params.yaml", "params-smoke.yaml"):
+        params = yaml.safe_load((ROOT / profile_path).read_text())
         for name, stage in stages.items():
             cmd = stage["cmd"]
             if "bilevel.notebook" not in cmd:
                 continue
             parts = cmd.split()
             nb = ROOT / parts[parts.index("bilevel.notebook") + 1]
-            sections = [parts[i + 1] for i, p in enumerate(parts) if p == "--section"]
-            for sec in sections:
-                assert sec in params, f"{profile} lacks section {sec} used by stage {name}"
-                check_parameters(nb, params[sec])
+            assert {"profile", "section", "overrides"} <= set(declared_parameters(nb)), nb
+            sec = parts[parts.index("--section") + 1]
+            assert sec in params, f"{profile_path} lacks section {sec} used by stage {name}"
+            profile, overrides = _section_overrides(ROOT / profile_path, sec, ROOT)
+            assert overrides == {}, (profile_path, sec, overrides)   # each file is its profile's file
+            values = {k: v for k, v in params[sec].items() if k != "profile"}
+            check_parameters(nb, {"profile": profile, "section": sec, "overrides": values})
+            checked += 1
+    assert checked == 2 * 14   # 14 notebook stages (01_mnist_runs serves two)
