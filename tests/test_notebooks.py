@@ -1,0 +1,171 @@
+"""Notebooks as JupyterLab users meet them: profiles, type-checked parameters, inline figures,
+figure notebooks that run on their own, the runner's progress lines and refusals."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bilevel.io import results_source
+from bilevel.notebook import (ParameterTypeError, UnknownParameterError, check_parameters, execute,
+                              load_params)
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks"
+
+
+def _env(**extra):
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    env.update(extra)
+    return env
+
+
+# -- profiles and overrides ------------------------------------------------------------------
+
+def test_profile_selects_the_file_and_overrides_are_applied():
+    smoke = load_params("paper001_quadratic", "smoke", root=ROOT)
+    paper = load_params("paper001_quadratic", "paper", root=ROOT)
+    assert (smoke.K, paper.K) == (1000, 10000)
+    assert len(paper.kappas) > len(smoke.kappas)
+    p = load_params("paper001_quadratic", "paper", {"K": 20, "kappas": [2, 5]}, root=ROOT)
+    assert p.K == 20 and p.kappas == [2.0, 5.0] and all(isinstance(k, float) for k in p.kappas)
+    assert not hasattr(p, "profile")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("kappas", "234", "list[float]"),          # papermill alone would iterate over '2', '3', '4'
+    ("kappas", [2.0, "3"], "list[float]"),
+    ("K", 1000.5, "int"),
+    ("K", True, "int"),
+    ("aid_beta_scale", "0.3", "float"),
+])
+def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
+    with pytest.raises(ParameterTypeError) as err:
+        load_params("paper001_quadratic", "smoke", {name: value}, root=ROOT)
+    msg = str(err.value)
+    assert f"parameter {name!r}" in msg and f"expects {expected}" in msg and repr(value) in msg
+
+
+def test_bool_and_str_parameters_are_checked():
+    with pytest.raises(ParameterTypeError, match="'strict' expects bool"):
+        load_params("paper003_mnist_figures", "smoke", {"strict": 1}, root=ROOT)
+    with pytest.raises(ParameterTypeError, match="'data_source' expects str"):
+        load_params("paper001_reweighting", "smoke", {"data_source": 3}, root=ROOT)
+    assert load_params("paper003_mnist_figures", "smoke", {"strict": True}, root=ROOT).strict is True
+
+
+def test_unknown_names_and_profiles_are_refused():
+    with pytest.raises(UnknownParameterError, match=r"unknown parameter\(s\) \['kapas'\].*'kappas'"):
+        load_params("paper001_quadratic", "smoke", {"kapas": [2.0]}, root=ROOT)
+    with pytest.raises(FileNotFoundError, match="params-gpu.yaml.*known profiles: \\['paper', 'smoke'\\]"):
+        load_params("paper001_quadratic", "gpu", root=ROOT)
+    with pytest.raises(KeyError, match="no section 'paper009'"):
+        load_params("paper009", "smoke", root=ROOT)
+
+
+def test_every_notebook_loads_its_section_in_both_profiles():
+    import papermill as pm
+    for path in sorted(NB.glob("*/*.ipynb")):
+        declared = pm.inspect_notebook(str(path))
+        assert {"profile", "section", "overrides", "results_dir"} <= set(declared), path
+        assert declared["profile"]["default"] == '"smoke"', path
+        section = declared["section"]["default"].strip('"')
+        for profile in ("smoke", "paper"):
+            load_params(section, profile, root=ROOT)
+        src = path.read_text()
+        assert "load_params(section, profile, overrides)" in src, path
+
+
+def test_runner_folds_section_keys_into_overrides_and_checks_them():
+    nb = NB / "paper001" / "01_quadratic_runs.ipynb"
+    injected = check_parameters(nb, {"K": 50, "results_dir": "x"})
+    assert injected == {"results_dir": "x", "overrides": {"K": 50}}
+    with pytest.raises(ParameterTypeError, match="'kappas'"):
+        check_parameters(nb, {"kappas": "234"})
+
+
+def test_cli_refuses_a_string_for_a_list_and_writes_nothing(tmp_path):
+    nb = NB / "paper001" / "01_quadratic_runs.ipynb"
+    out = tmp_path / "o.ipynb"
+    res = subprocess.run([sys.executable, "-m", "bilevel.notebook", str(nb), "-o", str(out), "-p", "kappas", "'234'"],
+                         capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert res.returncode == 2, res.stderr
+    assert "'kappas' expects list[float]" in res.stderr and "got str '234'" in res.stderr
+    assert not out.exists()
+
+
+def test_cli_refuses_to_write_over_the_source(tmp_path):
+    nb = NB / "paper001" / "01_quadratic_runs.ipynb"
+    before = nb.read_bytes()
+    for target in (str(nb), str(nb.relative_to(ROOT)), f"notebooks/paper001/../paper001/{nb.name}"):
+        res = subprocess.run([sys.executable, "-m", "bilevel.notebook", str(nb.relative_to(ROOT)), "-o", target],
+                             capture_output=True, text=True, env=_env(), cwd=ROOT)
+        assert res.returncode == 2 and "is the source notebook" in res.stderr, res.stderr
+    assert nb.read_bytes() == before
+
+
+# -- figure notebooks on their own ---------------------------------------------------------
+
+def test_results_source_prefers_complete_results_and_falls_back_whole(tmp_path, capsys):
+    run, committed = tmp_path / "run", tmp_path / "committed"
+    committed.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (committed / name).write_text("x\n1\n")
+    assert results_source(run, committed, ["a.csv", "b.csv"]) == committed
+    assert "no results in" in capsys.readouterr().out
+    run.mkdir()
+    (run / "a.csv").write_text("x\n2\n")
+    assert results_source(run, committed, ["a.csv", "b.csv"]) == committed   # never half of each
+    (run / "b.csv").write_text("x\n2\n")
+    assert results_source(run, committed, ["a.csv", "b.csv"]) == run
+    assert capsys.readouterr().out.count("\n") == 1                         # one line, only on fallback
+    with pytest.raises(FileNotFoundError, match="c.csv"):
+        results_source(tmp_path / "none", committed, ["c.csv"])
+
+
+@pytest.mark.slow
+def test_figure_notebook_runs_alone_and_embeds_its_figures(tmp_path, monkeypatch):
+    """02_quadratic_figures with no runs output: committed results, figures inline although MPLBACKEND=Agg."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = NB / "paper001" / "02_quadratic_figures.ipynb"
+    out = execute(nb, tmp_path / "02.ipynb", {"results_dir": str(tmp_path / "no-runs"),
+                                              "figures_dir": str(tmp_path / "figures")},
+                  progress_interval=0)
+    executed = nbformat.read(out, as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 2, "the two figures are not embedded in the executed copy"
+    text = "".join(o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream")
+    assert "reading the committed results in ../../data/results/paper001" in text
+    assert (tmp_path / "figures" / "aid_quadratic_vs_kappa_and_K.png").is_file()
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+
+
+# -- progress and kernel transport ---------------------------------------------------------
+
+def test_runner_prints_heartbeat_lines_and_no_tcp_warning(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                                            "language": "python", "name": "python3"}})
+    nb.cells = [nbformat.v4.new_code_cell("seconds = 0.1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)"),
+                nbformat.v4.new_code_cell("print('done')")]
+    src = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, src)
+    res = subprocess.run([sys.executable, "-m", "bilevel.notebook", str(src), "-o", str(tmp_path / "out.ipynb"),
+                          "-p", "seconds", "2.5", "--label", "tiny_stage"], capture_output=True, text=True,
+                         env=_env(BILEVEL_PROGRESS_INTERVAL="0.5", JUPYTER_RUNTIME_DIR=str(tmp_path / "rt")),
+                         cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    beats = re.findall(r"^\[tiny_stage\] cell (\d)/(\d), elapsed 0m0\ds$", res.stderr, re.M)
+    assert len(beats) >= 3, res.stderr
+    assert ("3", "4") in beats                     # the sleeping cell (after the injected parameters cell)
+    assert "[tiny_stage] done at cell 4/4" in res.stderr
+    assert "without encryption" not in res.stderr
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "done\n"
