@@ -2,6 +2,8 @@
 #   make reproduce   creates .venv with pinned dependencies, then `dvc repro` rebuilds every figure
 #   make test        creates .venv, then runs unit tests, doctests, nbval over every notebook
 #                    and the pipeline test (dvc repro on the smoke profile in a temporary copy)
+#   make lab         JupyterLab on this environment, bound to 127.0.0.1, state under build/cache
+#   make strip       strips outputs / execution counts / editor metadata from the source notebooks
 #
 # CUDA: make reproduce TORCH_INDEX=https://download.pytorch.org/whl/cu128
 #       (any index / spec pip understands; the default installs torch==2.13.0 as pip resolves it:
@@ -25,8 +27,12 @@ export JUPYTER_RUNTIME_DIR := $(CURDIR)/build/cache/jupyter/runtime
 export IPYTHONDIR := $(CURDIR)/build/cache/ipython
 export PYTHONHASHSEED := 0
 export TQDM_MININTERVAL := 5
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+# one "[stage] cell i/n, elapsed" line per interval while a notebook stage runs (0: off)
+export BILEVEL_PROGRESS_INTERVAL ?= 30
+LAB_PORT    ?= 8888
 
-.PHONY: reproduce test venv benchmark clean-env lock
+.PHONY: reproduce test venv benchmark clean-env lock lab strip
 
 reproduce: $(VENV)/.installed
 	dvc repro
@@ -34,6 +40,17 @@ reproduce: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	python -m pytest $(PYTEST_ARGS)
+
+# MPLBACKEND is unset for the server so that its kernels use ipykernel's inline backend
+# (figures inline). Token authentication as usual; the URL with the token is printed.
+lab: $(VENV)/.installed
+	env -u MPLBACKEND jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
+	  --ServerApp.root_dir=$(CURDIR) \
+	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+strip: $(VENV)/.installed
+	python -m bilevel.notebook strip notebooks/*/*.ipynb
 
 benchmark: $(VENV)/.installed
 	python -m benchmarks.run

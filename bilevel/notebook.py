@@ -29,6 +29,10 @@ would run ``-p kappas "'234'"`` as kappa in {2, 3, 4}). The executed copy goes t
 refuses to write over the source notebook. While the kernel runs it prints a
 one-line heartbeat (``[label] cell i/n, elapsed ...``) every
 ``BILEVEL_PROGRESS_INTERVAL`` seconds (default 30; 0 turns it off) to stderr.
+
+**Clean sources.** ``python -m bilevel.notebook strip NB...`` (``make strip``) removes outputs,
+execution counts and editor metadata and writes :data:`CANONICAL_METADATA`;
+``tests/test_notebook_hygiene.py`` fails when a committed notebook needs it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 __all__ = ["load_params", "profile_file", "find_root", "declared_parameters", "check_parameters",
-           "execute", "main", "UnknownParameterError", "ParameterTypeError"]
+           "execute", "main", "strip_notebook", "CANONICAL_METADATA", "UnknownParameterError",
+           "ParameterTypeError"]
 
 #: the inline backend that ipykernel selects when MPLBACKEND is unset; the runner sets it for
 #: its kernels so that executed copies embed their figures even when MPLBACKEND=Agg is exported
@@ -185,6 +190,47 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
     return SimpleNamespace(**values)
 
 
+# -- clean source notebooks --------------------------------------------------------------------
+
+#: the notebook metadata JupyterLab 4 writes for this project's kernel (kernelspec of
+#: ipykernel's "python3" and the kernel_info reply of CPython 3.11.7, the project's Python);
+#: committed notebooks carry exactly this, so opening and saving one changes no byte
+CANONICAL_METADATA = {
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+    "language_info": {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                      "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                      "pygments_lexer": "ipython3", "version": "3.11.7"},
+}
+#: cell metadata kept in source notebooks (papermill's ``parameters`` tag lives here)
+KEPT_CELL_METADATA = ("tags",)
+
+
+def strip_notebook(nb):
+    """``nb`` (an nbformat node) without outputs, execution counts or editor state, with the canonical
+    notebook metadata; returns it (modified in place)."""
+    import copy
+    nb.metadata = copy.deepcopy(CANONICAL_METADATA)
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA}
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def _strip_files(paths) -> int:
+    """``python -m bilevel.notebook strip NB...`` (``make strip``): rewrite the notebooks that change."""
+    import nbformat
+    for path in paths:
+        text = Path(path).read_text()
+        nb = strip_notebook(nbformat.reads(text, as_version=4))
+        new = nbformat.writes(nb) + "\n"      # what jupyter_server writes on save
+        if new != text:
+            Path(path).write_text(new)
+            print(f"stripped {path}")
+    return 0
+
+
 # -- the runner ------------------------------------------------------------------------------
 
 def declared_parameters(notebook: str | os.PathLike) -> dict:
@@ -289,7 +335,10 @@ def _kernel_manager_class():
     class BatchKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self):
-            return "ipc"
+            # a Unix socket path holds at most 107 bytes: fall back to TCP under a very deep runtime dir
+            from jupyter_core.paths import jupyter_runtime_dir
+            longest = os.path.join(jupyter_runtime_dir(), f"kernel-{'0' * 36}-ipc-99999")
+            return "ipc" if len(longest.encode()) <= 100 else "tcp"
 
         async def _async_pre_start_kernel(self, **kw):
             env = dict(kw.pop("env", None) or os.environ)
@@ -337,6 +386,9 @@ def _section_overrides(params_file, section, root):
 
 def main(argv=None) -> int:
     import yaml
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["strip"]:
+        return _strip_files(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bilevel.notebook", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebook")
