@@ -191,7 +191,8 @@ def _robust_grid(method, p, pairs, T, seed, device, dtype, **kw):
 
 
 def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann_steps: int = 3,
-                  momentum: float = 0.9, seed: int = 0, device="cpu", dtype=torch.float64):
+                  momentum: float = 0.9, seed: int = 0, device="cpu", dtype=torch.float64,
+                  progress: bool = False):
     r"""Appendix E.1: grid search of (UL, LL) learning rates per method and p; curves at the best pair.
 
     Deterministic Example 3 from :math:`x_0 = y_0 = 1`, ``T`` outer iterations for
@@ -213,8 +214,11 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
     per (method, p, t) at the best pair with ``grad_norm`` = :math:`|\nabla\Phi(x_t)|`
     and its running average.
     """
+    from tqdm.auto import tqdm
     pairs = [(float(a), float(b)) for a in outer_grid for b in inner_grid]
     rows, curves = [], []
+    bar = tqdm(total=len(ps) * len(methods), desc="paper002 baseline grid (method, p)", leave=False,
+               disable=not progress)
     for p in [int(p) for p in ps]:
         n_stoc = max(1, int(round(unibio_lower_budget(p, T))))
         for method in methods:
@@ -247,4 +251,6 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
                 "method": method, "label": METHOD_LABELS[method], "p": p, "t": np.arange(T),
                 "outer_lr": pairs[best][0], "inner_lr": pairs[best][1], "grad_norm": g,
                 "avg_grad_norm": np.cumsum(g) / np.arange(1, T + 1)}))
+            bar.update(1)
+    bar.close()
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
