@@ -1,0 +1,176 @@
+"""Every notebook in a real JupyterLab, driven by headless Chromium (Debian's package) through Playwright.
+
+JupyterLab runs on 127.0.0.1 (a free port, a token) over a temporary copy of the notebooks, the
+params files and the committed results, so nothing the notebooks or JupyterLab write reaches the
+repository. Each notebook is opened, its kernel started, "Run All Cells" run with its smoke
+defaults; then: no error output, the parameters cell is tagged, no tqdm "IProgress not found"
+warning, and every figure notebook shows at least one inline image (in the notebook model and as
+an ``<img>`` on the page). A screenshot of one figure notebook after Run All goes to
+``build/test-artifacts/``. Skips with the reason when Chromium or Playwright is absent; nothing
+here downloads a browser (install Chromium with ``apt-get install chromium``, as .ci/run does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+SCREENSHOT_OF = "notebooks/paper001/02_quadratic_figures.ipynb"
+FIGURE_NOTEBOOKS = {"notebooks/paper001/02_quadratic_figures.ipynb", "notebooks/paper001/06_figure3_f2sa_figures.ipynb",
+                    "notebooks/paper002/03_example3_figures.ipynb", "notebooks/paper003/02_mnist_figures.ipynb",
+                    "notebooks/paper003/04_hyperrep_tables.ipynb"}
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str | None:
+    env = os.environ.get("BILEVEL_CHROMIUM")
+    for path in ((env,) if env else ()) + CHROMIUM_CANDIDATES:
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _copy_tree(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "notebooks", "data/results",
+                            "data/processed", "params.yaml", "params-smoke.yaml", "dvc.yaml"], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.split("\n")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium: install Debian's package (`apt-get install chromium`, as .ci/run does) "
+                    "or set BILEVEL_CHROMIUM to its binary")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements/lock.txt)")
+    tmp = tmp_path_factory.mktemp("lab")
+    repo, state = tmp / "repo", tmp / "jupyter"
+    _copy_tree(repo)
+    (state / "config" / "labconfig").mkdir(parents=True)
+    (state / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}   # kernels: inline backend
+    env.update(PYTHONPATH=str(ROOT), JUPYTER_CONFIG_DIR=str(state / "config"), JUPYTER_DATA_DIR=str(state / "data"),
+               JUPYTER_RUNTIME_DIR=str(state / "runtime"), IPYTHONDIR=str(state / "ipython"),
+               MPLCONFIGDIR=str(state / "mpl"), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1", DVC_NO_ANALYTICS="1",
+               HOME=str(tmp / "home"))
+    port, token = _free_port(), "browser-test-token"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", "--allow-root", f"--ServerApp.root_dir={repo}",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.expose_app_in_browser=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail("JupyterLab exited: " + (tmp / "server.log").read_text()[-3000:])
+            time.sleep(0.1)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                     "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lab?reset&token={token}")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined", timeout=60000)
+        page.evaluate("() => window.jupyterapp.restored")
+        yield dict(page=page, base=base, token=token, repo=repo)
+        browser.close()
+    server.terminate()
+    server.wait(timeout=30)
+
+
+# Opens the notebook, waits for an idle kernel, runs all cells and reports the model's outputs.
+RUN_ALL = """async (path) => {
+  const app = window.jupyterapp;
+  const panel = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  const t0 = Date.now();
+  while (!(panel.sessionContext.session && panel.sessionContext.session.kernel &&
+           panel.sessionContext.session.kernel.status === 'idle')) {
+    if (Date.now() - t0 > 60000) throw new Error('kernel did not become idle');
+    await new Promise(r => setTimeout(r, 100));
+  }
+  const cells = panel.content.widgets;
+  const firstCode = cells.find(c => c.model.type === 'code');
+  const tags = firstCode.model.getMetadata('tags') || [];
+  app.shell.activateById(panel.id);
+  const ok = await app.commands.execute('notebook:run-all-cells');
+  const outputs = cells.filter(c => c.model.type === 'code').map(c => c.model.outputs.toJSON());
+  return {ok, tags, outputs, kernel: panel.sessionContext.session.kernel.name, id: panel.id};
+}"""
+
+CLOSE = """async (id) => {
+  const app = window.jupyterapp;
+  const panel = Array.from(app.shell.widgets('main')).find(w => w.id === id);
+  await panel.sessionContext.shutdown();
+  panel.dispose();
+}"""
+
+
+def _notebooks():
+    return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("notebooks/*/*.ipynb"))
+
+
+def test_every_notebook_runs_in_jupyterlab_with_inline_figures(lab):
+    page = lab["page"]
+    page.set_default_timeout(300000)
+    timings, failures = {}, []
+    t_all = time.perf_counter()
+    for rel in _notebooks():
+        t0 = time.perf_counter()
+        res = page.evaluate(RUN_ALL, rel)
+        outs = [o for cell in res["outputs"] for o in cell]
+        errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outs if o["output_type"] == "error"]
+        stderr = "".join(o.get("text", "") for o in outs if o.get("name") == "stderr")
+        images = sum("image/png" in o.get("data", {}) for o in outs)
+        if not res["ok"] or errors:
+            failures.append(f"{rel}: run all failed: {errors or 'no error output, but Run All reported failure'}")
+        if "parameters" not in res["tags"]:
+            failures.append(f"{rel}: the first code cell is not tagged 'parameters' (tags {res['tags']})")
+        if "IProgress not found" in stderr:
+            failures.append(f"{rel}: tqdm found no ipywidgets (IProgress not found)")
+        if rel in FIGURE_NOTEBOOKS:
+            shown = page.locator(f"#{res['id']} .jp-OutputArea-output img").count()
+            if images < 1 or shown < 1:
+                failures.append(f"{rel}: no inline figure ({images} image/png outputs, {shown} <img> on the page)")
+            if rel == SCREENSHOT_OF and shown:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.locator(f"#{res['id']} .jp-OutputArea-output img").first.scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "jupyterlab_02_quadratic_figures_after_run_all.png"))
+        page.evaluate(CLOSE, res["id"])
+        timings[rel] = round(time.perf_counter() - t0, 1)
+    total = round(time.perf_counter() - t_all, 1)
+    (ARTIFACTS).mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "browser_timings.json").write_text(json.dumps({"total_s": total, **timings}, indent=1) + "\n")
+    assert not failures, "\n".join(failures)
+    assert (ARTIFACTS / "jupyterlab_02_quadratic_figures_after_run_all.png").stat().st_size > 10000
