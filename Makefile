@@ -47,7 +47,7 @@ lab: $(VENV)/.installed
 	env -u MPLBACKEND jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
 	  --ServerApp.root_dir=$(CURDIR) \
 	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-	  $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 strip: $(VENV)/.installed
 	python -m bilevel.notebook strip notebooks/*/*.ipynb

@@ -40,7 +40,9 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -322,8 +324,8 @@ class _Heartbeat:
 def _kernel_manager_class():
     """AsyncKernelManager on IPC transport with the inline matplotlib backend.
 
-    * IPC: the kernel's sockets are files in the Jupyter runtime directory (owner-only
-      permissions) instead of TCP ports on 127.0.0.1, so ipykernel >= 7 no longer prints
+    * IPC: the kernel's sockets are files in an owner-only temporary folder (removed when the
+      kernel is cleaned up) instead of TCP ports on 127.0.0.1, so ipykernel >= 7 no longer prints
       "Kernel is running over TCP without encryption" once per stage.
     * MPLBACKEND: the Makefile exports ``MPLBACKEND=Agg`` for batch processes; a kernel that
       inherits it would not embed figures in the executed copy, so the runner's kernels get
@@ -335,16 +337,24 @@ def _kernel_manager_class():
     class BatchKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self):
-            # a Unix socket path holds at most 107 bytes: fall back to TCP under a very deep runtime dir
-            from jupyter_core.paths import jupyter_runtime_dir
-            longest = os.path.join(jupyter_runtime_dir(), f"kernel-{'0' * 36}-ipc-99999")
-            return "ipc" if len(longest.encode()) <= 100 else "tcp"
+            return "ipc"
 
         async def _async_pre_start_kernel(self, **kw):
             env = dict(kw.pop("env", None) or os.environ)
             env["MPLBACKEND"] = INLINE_BACKEND
             kw["env"] = env
+            if self.transport == "ipc" and not self.connection_file:
+                # Unix socket paths hold at most 107 bytes, too few under a deep JUPYTER_RUNTIME_DIR:
+                # the sockets live in a fresh owner-only (0700) temporary folder, removed afterwards
+                self._ipc_dir = tempfile.mkdtemp(prefix="bilevel-kernel-")
+                self.connection_file = os.path.join(self._ipc_dir, "kernel.json")
+                self.ip = os.path.join(self._ipc_dir, "ipc")
             return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart=False):
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and getattr(self, "_ipc_dir", None):
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     return BatchKernelManager
 

@@ -100,13 +100,16 @@ def test_cli_refuses_a_string_for_a_list_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_cli_refuses_to_write_over_the_source(tmp_path):
+def test_cli_refuses_to_write_over_the_source(tmp_path, monkeypatch):
     nb = NB / "paper001" / "01_quadratic_runs.ipynb"
     before = nb.read_bytes()
-    for target in (str(nb), str(nb.relative_to(ROOT)), f"notebooks/paper001/../paper001/{nb.name}"):
-        res = subprocess.run([sys.executable, "-m", "bilevel.notebook", str(nb.relative_to(ROOT)), "-o", target],
-                             capture_output=True, text=True, env=_env(), cwd=ROOT)
-        assert res.returncode == 2 and "is the source notebook" in res.stderr, res.stderr
+    res = subprocess.run([sys.executable, "-m", "bilevel.notebook", str(nb.relative_to(ROOT)), "-o", str(nb)],
+                         capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert res.returncode == 2 and "is the source notebook" in res.stderr, res.stderr
+    monkeypatch.chdir(ROOT)
+    for target in (nb.relative_to(ROOT), Path("notebooks/paper001/../paper001") / nb.name):
+        with pytest.raises(ValueError, match="is the source notebook"):
+            execute(nb.relative_to(ROOT), target)
     assert nb.read_bytes() == before
 
 
