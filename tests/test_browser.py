@@ -2,7 +2,8 @@
 
 JupyterLab runs on 127.0.0.1 (a free port, a token) over a temporary copy of the notebooks, the
 params files and the committed results, so nothing the notebooks or JupyterLab write reaches the
-repository. Each notebook is opened, its kernel started, "Run All Cells" run with its smoke
+repository. Each notebook is opened, its kernel started, saved (which must change no byte: the
+committed metadata is what JupyterLab writes), "Run All Cells" run with its smoke
 defaults; then: no error output, the parameters cell is tagged, no tqdm "IProgress not found"
 warning, and every figure notebook shows at least one inline image (in the notebook model and as
 an ``<img>`` on the page). A screenshot of one figure notebook after Run All goes to
@@ -124,6 +125,13 @@ RUN_ALL = """async ({paths, keep, concurrency}) => {
       if (Date.now() - t0 > 60000) throw new Error(path + ': the kernel did not become idle');
       await sleep(100);
     }
+    // JupyterLab writes the kernel's kernelspec and language_info into the model once the kernel is
+    // up; saving now is "open and save an unchanged notebook": the file must keep every byte
+    await panel.sessionContext.session.kernel.info;
+    await sleep(200);
+    const dirtyOnOpen = panel.context.model.dirty;
+    await panel.context.save();
+    const saved = (await app.serviceManager.contents.get(path, {type: 'file', format: 'text', content: true})).content;
     const cells = panel.content.widgets;
     const firstCode = cells.find(c => c.model.type === 'code');
     const tags = firstCode.model.getMetadata('tags') || [];
@@ -137,7 +145,7 @@ RUN_ALL = """async ({paths, keep, concurrency}) => {
       await panel.sessionContext.shutdown();
       panel.dispose();
     }
-    return {path, ok, tags, outputs, shown, id: panel.id, start_s: (t1 - t0) / 1000, run_s: (t2 - t1) / 1000};
+    return {path, ok, tags, outputs, shown, saved, dirtyOnOpen, id: panel.id, start_s: (t1 - t0) / 1000, run_s: (t2 - t1) / 1000};
   };
   // 'notebook:run-all-cells' acts on the current notebook: activating a panel and starting the
   // command (which picks its notebook synchronously) happen under a lock; the run itself does not.
@@ -195,6 +203,9 @@ def test_every_notebook_runs_in_jupyterlab_with_inline_figures(lab):
         timings[rel] = dict(kernel_start_s=res["start_s"], run_all_s=res["run_s"], images=images, img_shown=res["shown"])
         if not res["ok"] or errors:
             failures.append(f"{rel}: Run All failed: {errors or 'no error output, but Run All reported failure'}")
+        if res["saved"] != (ROOT / rel).read_text():
+            failures.append(f"{rel}: opening and saving it in JupyterLab changed the file "
+                            f"(model dirty on open: {res['dirtyOnOpen']}); run `make strip`")
         if "parameters" not in res["tags"]:
             failures.append(f"{rel}: the first code cell is not tagged 'parameters' (tags {res['tags']})")
         if "IProgress not found" in stderr:
