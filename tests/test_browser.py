@@ -210,6 +210,10 @@ def test_every_notebook_runs_in_jupyterlab_with_inline_figures(lab):
             failures.append(f"{rel}: the first code cell is not tagged 'parameters' (tags {res['tags']})")
         if "IProgress not found" in stderr:
             failures.append(f"{rel}: tqdm found no ipywidgets (IProgress not found)")
+        bars = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
+        timings[rel]["progress_bars"] = bars
+        if rel not in FIGURE_NOTEBOOKS and bars < 1:
+            failures.append(f"{rel}: its runs showed no progress bar (no tqdm widget output)")
         if rel in FIGURE_NOTEBOOKS and (images < 1 or res["shown"] < 1):
             failures.append(f"{rel}: no inline figure ({images} image/png outputs, {res['shown']} <img> shown)")
     shot = ARTIFACTS / "jupyterlab_02_quadratic_figures_after_run_all.png"
