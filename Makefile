@@ -26,11 +26,20 @@ export IPYTHONDIR := $(CURDIR)/build/cache/ipython
 export PYTHONHASHSEED := 0
 export TQDM_MININTERVAL := 5
 
-.PHONY: reproduce test venv benchmark clean-env lock
+.PHONY: reproduce verify deps test venv benchmark clean-env lock
 
 reproduce: $(VENV)/.installed
 	dvc repro
 	dvc status
+
+# After a reproduce: compare every regenerated table under data/results/ with the committed one
+# (git HEAD) and every claim verdict; report in build/reproduction-report.md; non-zero if anything moved.
+verify: $(VENV)/.installed
+	python -m bilevel.repro verify --rev $(or $(REV),HEAD)
+
+# Check (or, with `make deps WRITE=1`, rewrite) each stage's project-module deps in dvc.yaml.
+deps: $(VENV)/.installed
+	python -m bilevel.repro deps $(if $(WRITE),--write)
 
 test: $(VENV)/.installed
 	python -m pytest $(PYTEST_ARGS)
