@@ -695,9 +695,20 @@ def feature_learning_claims(fits: pd.DataFrame) -> list[claims.Claim]:
                                    1.5, 2.5, paper=f"{PAPER_FEATURE_EXPONENT}")]
 
 
-def feature_learning_numbers(fits: pd.DataFrame) -> dict:
-    """Every fitted exponent (estimate and interval) of the feature-learning table."""
+def feature_learning_numbers(fits: pd.DataFrame, summary: pd.DataFrame | None = None) -> dict:
+    r"""Every fitted exponent (estimate and interval) of the feature-learning table.
+
+    With ``summary`` also what explains a difference from the paper: the exponent of
+    :math:`\|\nabla\Phi(x_0)\|^2` itself against :math:`\kappa(x_0)` (with a fixed ridge, a
+    larger kappa is a relatively weaker ridge and a flatter outer landscape) and the range
+    of the drift :math:`\kappa(x_K)/\kappa(x_0)`.
+    """
     out = {}
+    if summary is not None:
+        g0 = exponent_fit(summary, value="initial_grad_norm_sq")
+        out["exponent_initial_grad_norm_sq_vs_kappa0"] = float(g0[g0.fit.str.startswith("mean over")].slope.iloc[0])
+        drift = summary.kappa_final / summary.kappa0
+        out["kappa_drift_min"], out["kappa_drift_max"] = float(drift.min()), float(drift.max())
     for _, r in fits.iterrows():
         key = f"{r.value}_vs_{r.kappa}_{r.fit}".replace(" ", "_").replace("=", "")
         out[f"exponent_{key}"] = float(r.slope)
