@@ -286,6 +286,15 @@ def test_hyperrep_claims_fail_on_counterfactuals():
     assert cs["aid_n_loop_q1_k500"].holds is False
 
 
+def test_hyperrep_claims_test_every_table3_column_present():
+    c = hyperrep_curves()
+    early = c[c.k == 500].assign(k=100)
+    early.loc[early.variant == "itd_N1", "val_loss"] = 0.005          # paper: 0.04 at k = 100
+    cs = by_id(paper003.hyperrep_paper_claims(pd.concat([c, early]), ks=(500,)))
+    assert cs["table3_no_loop_k100"].holds is False and cs["table3_nn_loop_k100"].paper == "0.01"
+    assert "table3_ratio_k100" not in cs                                # ratio claims only at ks
+
+
 def test_report_says_does_not_reproduce():
     cs = paper003.hyperrep_paper_claims(hyperrep_curves(no_loop=0.005))
     text = claims.report(cs)
