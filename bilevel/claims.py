@@ -132,17 +132,23 @@ def table(claims: Iterable[Claim]) -> pd.DataFrame:
     return df
 
 
+def _finite_or_none(v):
+    """JSON has no NaN: a number that is undefined (too few points to fit) becomes null."""
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
 def metrics(claims: Iterable[Claim], numbers: dict | None = None) -> dict:
     """DVC metrics: each claim's verdict (and number, when numeric) plus key numbers."""
     out: dict = {"claims": {}}
     for c in claims:
         entry = {"verdict": VERDICTS[c.holds]}
         if isinstance(c.measured, (int, float)):
-            entry["measured"] = float(c.measured)
+            entry["measured"] = _finite_or_none(c.measured)
         out["claims"][c.id] = entry
     if numbers:
-        out["numbers"] = {k: (float(v) if isinstance(v, (int, float)) else v)
-                          for k, v in numbers.items()}
+        out["numbers"] = {k: _finite_or_none(v) for k, v in numbers.items()}
     return out
 
 

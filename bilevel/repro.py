@@ -181,7 +181,8 @@ class Tolerances:
     ``rtol``/``atol``: default for numeric columns (|new - old| <= atol + rtol*|old|);
     ``wall_time``: regexes of column names that are wall-clock measurements
     (reported, never compared); ``files``: per glob (relative to data/results),
-    per column, ``{rtol, atol, why}`` overrides, or ``wall_time: true``.
+    per column (``"*"``: every column), ``{rtol, atol, why}`` overrides, or ``wall_time: true``
+    (a claims file marked so has its verdicts reported, not compared).
     """
 
     rtol: float = 0.0
@@ -208,8 +209,9 @@ class Tolerances:
         if any(re.search(p, column) for p in self.wall_time):
             rule["wall_time"] = True
         for glob, cols in self.files:
-            if fnmatch.fnmatch(rel, glob) and column in cols:
-                rule.update(cols[column])
+            if fnmatch.fnmatch(rel, glob):
+                rule.update(cols.get("*", {}))          # "*": every column of the file
+                rule.update(cols.get(column, {}))
         return rule
 
 
@@ -295,8 +297,11 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
             o, n = old.set_index("id")["verdict"], new.set_index("id")["verdict"]
             for cid in sorted(set(o.index) | set(n.index)):
                 ov, nv = o.get(cid, "(absent)"), n.get(cid, "(absent)")
-                claim_rows.append(dict(file=rel, claim=cid, committed=ov, rerun=nv,
-                                       verdict="ok" if ov == nv else "MOVED"))
+                if tol.rule(rel, "verdict")["wall_time"]:
+                    verdict = "wall time (not compared)"
+                else:
+                    verdict = "ok" if ov == nv else "MOVED"
+                claim_rows.append(dict(file=rel, claim=cid, committed=ov, rerun=nv, verdict=verdict))
     for path in present:
         if path not in committed:
             problems.append(f"{path}: new table, not in {rev} (commit it to compare next time)")

@@ -126,3 +126,10 @@ def test_verify_cli_fails_on_a_moved_number_or_verdict(tmp_path):
     (res / "s_claims.csv").unlink()
     gone = run()
     assert gone.returncode == 1 and "committed but not regenerated" in gone.stdout
+
+
+def test_wall_time_file_rule_covers_every_column_and_claim_verdicts(tmp_path):
+    tol = repro.Tolerances(files=(("p/*_claims.csv", {"*": {"wall_time": True, "why": "equal-time"}}),))
+    assert tol.rule("p/s_claims.csv", "verdict")["wall_time"] is True
+    assert tol.rule("p/s_claims.csv", "measured")["why"] == "equal-time"
+    assert tol.rule("q/s_claims.csv", "verdict")["wall_time"] is False
