@@ -5,7 +5,7 @@ Every error names the offending quantity and, where one exists, the fix.
 
 from __future__ import annotations
 
-__all__ = ["BilevelError", "DivergenceError"]
+__all__ = ["BilevelError", "DivergenceError", "LinearSolveError"]
 
 
 class BilevelError(RuntimeError):
@@ -43,3 +43,26 @@ class DivergenceError(BilevelError, FloatingPointError):
 
     def __reduce__(self):  # picklable (sweeps run in worker processes)
         return (type(self), (self.quantity, self.iteration, self.solver, self.last_finite, self.hint))
+
+class LinearSolveError(BilevelError, ArithmeticError):
+    r"""The linear system :math:`H v = b` of an implicit hypergradient has no trustworthy solution.
+
+    Raised when conjugate gradient meets a direction of non-positive curvature
+    (:math:`H` is not positive definite) or when the solution :math:`v` is
+    NaN/Inf. The message names the matrix and the fix.
+
+    Attributes:
+      iteration: the linear-solver iteration at which it was detected (or ``None``).
+      curvature: :math:`p^\top H p` of the offending direction (or ``None``).
+      block: the block of a stacked problem (:func:`bilevel.problems.stack`), or ``None``.
+    """
+
+    def __init__(self, message: str, iteration: int | None = None,
+                 curvature: float | None = None, block: int | None = None):
+        self.iteration = iteration
+        self.curvature = curvature
+        self.block = block
+        super().__init__(message)
+
+    def __reduce__(self):  # picklable like DivergenceError
+        return (type(self), (str(self), self.iteration, self.curvature, self.block))

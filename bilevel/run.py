@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from . import _validate as V
-from .errors import DivergenceError
+from .errors import DivergenceError, LinearSolveError
 from .oracles import Oracles
 from .problem import Problem
 from .solvers.base import Solver
@@ -66,6 +66,8 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
 
     Raises :class:`~bilevel.DivergenceError` naming the iteration and the
     quantity as soon as an evaluated iterate or estimate is NaN/Inf.
+    A :class:`~bilevel.LinearSolveError` of the solver's step (inner Hessian not
+    positive definite) is re-raised with the outer iteration ``k``.
     Randomness comes only from ``torch.Generator(device).manual_seed(seed)``
     (the solver's own stream) and the oracles' ``"outer"``/``"inner"``/``"noise"``
     streams derived from the same seed (:class:`~bilevel.oracles.Oracles`);
@@ -129,7 +131,11 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     for k in iterator:
         _sync(device)
         t0 = time.perf_counter()
-        state, info = solver.step(state, oracles, gen)
+        try:
+            state, info = solver.step(state, oracles, gen)
+        except LinearSolveError as e:
+            raise LinearSolveError(f"{solver.name}, outer iteration k={k}: {e}", e.iteration,
+                                   e.curvature, e.block) from e
         _sync(device)
         elapsed += time.perf_counter() - t0
         if k % eval_every == 0:

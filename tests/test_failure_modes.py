@@ -1,0 +1,126 @@
+"""Failure modes found by probing (issue 12): each must end in a clear error, not a silent answer.
+
+* CG on an inner Hessian that is not positive definite; a NaN/Inf solution of H_yy v = grad_y f;
+* a run that blows up while staying finite (growth_limit of bl.run);
+* results written at mode 0600 whatever the umask; stale temporary files of killed writes;
+* ``python -m bilevel.data prepare --out <unwritable>``; DVC's update check.
+"""
+
+from __future__ import annotations
+
+import configparser
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import bilevel as bl
+from bilevel import io, linsolve
+from bilevel.data import DataError, _files, prepare
+from bilevel.problems import per_coordinate, stack
+from bilevel.problems import uniform_convex as uc
+from bilevel.problems.quadratic import paper001
+
+F64 = torch.float64
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def concave_problem():
+    """g is concave in y (H_yy = -I): there is no y*(x); an implicit hypergradient is meaningless."""
+    return bl.Problem(f=lambda x, y: ((y - 1) ** 2).sum(), g=lambda x, y: -0.5 * (y ** 2).sum() + (x * y).sum(),
+                      x0=torch.zeros(2, dtype=F64), y0=torch.zeros(2, dtype=F64), name="concave")
+
+
+def convex_problem(labels=None):
+    """g = |y|^2/2 - x.y (H_yy = I); with ``labels``, two stacked copies."""
+    p = bl.Problem(f=lambda x, y: ((y - 1) ** 2).sum(), g=lambda x, y: 0.5 * (y ** 2).sum() - (x * y).sum(),
+                   x0=torch.zeros(2, dtype=F64), y0=torch.zeros(2, dtype=F64), name="convex")
+    return p if labels is None else stack([p, p], labels=labels)
+
+
+# ============================================================================ 1. CG and H_yy
+
+
+def test_cg_indefinite_matrix_raises_naming_the_curvature():
+    H = torch.diag(torch.tensor([2.0, -1.0], dtype=F64))
+    with pytest.raises(bl.LinearSolveError) as ei:
+        linsolve.cg(lambda v: H @ v, torch.ones(2, dtype=F64), steps=10)
+    e = ei.value
+    # p_0 = b = (1, 1): p^T H p = 1; r_1 = (-3, 3), p_1 = (6, 12): p^T H p = 72 - 144 = -72
+    assert (e.iteration, e.curvature, e.block) == (1, -72.0, None)
+    msg = str(e)
+    assert "non-positive curvature p^T H p = -72 " in msg and "at iteration 1" in msg
+    assert "not positive definite" in msg and "H_yy" in msg and "strongly convex in y" in msg
+    assert isinstance(e, bl.BilevelError) and isinstance(e, ArithmeticError)
+
+
+def test_cg_singular_matrix_raises_at_the_first_iteration():
+    with pytest.raises(bl.LinearSolveError) as ei:
+        linsolve.cg(lambda v: 0.0 * v, torch.ones(3, dtype=F64), steps=10)
+    assert (ei.value.iteration, ei.value.curvature) == (0, 0.0)
+
+
+def test_cg_ill_conditioned_but_positive_definite_still_solves():
+    H = torch.diag(torch.tensor([1.0, 1e-12], dtype=F64))     # kappa = 1e12: the check must not fire
+    v = linsolve.cg(lambda u: H @ u, torch.ones(2, dtype=F64), steps=10)
+    torch.testing.assert_close(v, torch.tensor([1.0, 1e12], dtype=F64), rtol=1e-10, atol=0)
+
+
+def test_cg_curvature_check_is_per_block():
+    A = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=F64)
+    H = torch.block_diag(A, torch.diag(torch.tensor([2.0, -1.0], dtype=F64)))
+    seg = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(bl.LinearSolveError) as ei:
+        linsolve.cg(lambda v: H @ v, torch.ones(4, dtype=F64), steps=10, segments=seg)
+    assert (ei.value.iteration, ei.value.block, ei.value.curvature) == (1, 1, -72.0)
+    assert "at iteration 1 in block 1" in str(ei.value)
+    # a converged block stops, a positive definite stack solves exactly as before
+    H2 = torch.block_diag(A, torch.diag(torch.tensor([2.0, 5.0], dtype=F64)))
+    v = linsolve.cg(lambda u: H2 @ u, torch.ones(4, dtype=F64), steps=10, segments=seg)
+    torch.testing.assert_close(v, torch.linalg.solve(H2, torch.ones(4, dtype=F64)))
+
+
+def test_implicit_on_concave_g_raises_instead_of_a_silent_answer():
+    p = concave_problem()
+    with pytest.raises(bl.LinearSolveError, match=r"curvature p\^T H p = -8 .*inner Hessian H_yy"):
+        bl.hypergrad.implicit(p, p.x0, p.y0, linsys="cg", steps=10)
+    aid = bl.solvers.AID(inner_steps=1, inner_lr=0.1, linsys="cg", linsys_steps=10, outer_lr=0.1)
+    with pytest.raises(bl.LinearSolveError) as ei:
+        bl.run(aid, p, steps=5)
+    assert str(ei.value).startswith("aid, outer iteration k=0: CG met non-positive curvature")
+    assert ei.value.iteration == 0 and ei.value.curvature < 0
+
+
+def test_implicit_nonfinite_solution_names_linsys_lr():
+    p = convex_problem()
+    with pytest.raises(bl.LinearSolveError) as ei:   # |1 - 1e3|^200 overflows
+        bl.hypergrad.implicit(p, p.x0, p.y0, linsys="gd", steps=200, lr=1e3)
+    msg = str(ei.value)
+    assert msg.startswith("implicit: the solution v of H_yy v = grad_y f is NaN/Inf after 200 steps "
+                          "of linsys='gd', linsys_lr=1000.0, from finite x, y and grad_y f")
+    assert "0 < linsys_lr < 2/L" in msg and "strongly convex in y" in msg
+    v = bl.hypergrad.implicit(p, p.x0, p.y0, linsys="gd", steps=200, lr=1.5)[1]   # |1 - 1.5| < 1
+    torch.testing.assert_close(v, torch.full((2,), -2.0, dtype=F64))
+
+
+def test_implicit_nonfinite_solution_names_the_block():
+    p = convex_problem(labels=["calm", "wild"])
+    lr = per_coordinate(p, [0.5, 1e3], "y")
+    with pytest.raises(bl.LinearSolveError, match=r"NaN/Inf in block\(s\) \['wild'\] after 200 steps"):
+        bl.hypergrad.implicit(p, p.x0, p.y0, linsys="gd", steps=200, lr=lr)
+
+
+def test_linear_solve_error_pickles():
+    e = bl.LinearSolveError("CG met ...", 3, -1.5, 2)
+    for e2 in (pickle.loads(pickle.dumps(e)), copy.copy(e)):
+        assert type(e2) is bl.LinearSolveError and str(e2) == str(e)
+        assert (e2.iteration, e2.curvature, e2.block) == (3, -1.5, 2)
+
