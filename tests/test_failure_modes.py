@@ -124,3 +124,75 @@ def test_linear_solve_error_pickles():
         assert type(e2) is bl.LinearSolveError and str(e2) == str(e)
         assert (e2.iteration, e2.curvature, e2.block) == (3, -1.5, 2)
 
+
+# ============================================================================ 2. growth_limit
+
+
+def unibio_huge(neumann_lr=0.1):
+    return bl.solvers.UniBiO(p=2, outer_lr=1e8, neumann_lr=neumann_lr)
+
+
+def test_finite_blow_up_is_a_divergence():
+    # UniBiO at outer_lr 1e8: grad_norm_sq 0.05 -> 2.5e14 at k = 1, finite (it never overflows)
+    with pytest.raises(bl.DivergenceError) as ei:
+        bl.run(unibio_huge(), paper001(kappa=2.0), steps=100)
+    e = ei.value
+    assert (e.quantity, e.iteration, e.solver) == ("grad_norm_sq", 1, "unibio")
+    value, initial, limit = e.growth
+    assert value > 2e14 and initial == pytest.approx(0.05) and limit == 1e12
+    assert str(e).startswith("unibio: grad_norm_sq = 2.477e+14 at outer iteration k=1 exceeds "
+                             "growth_limit * max(grad_norm_sq at the first evaluated iteration, 1) "
+                             "= 1e+12 * max(0.05, 1). The run diverged; reduce the step sizes")
+    # the same run without the check: finite throughout, so only growth_limit stops it
+    tr = bl.run(unibio_huge(), paper001(kappa=2.0), steps=100, growth_limit=None)
+    finite = tr[["grad_norm_sq", "inner_err_sq", "phi"]].map(np.isfinite)
+    assert tr.grad_norm_sq.max() > 1e14 and bool(finite.all().all())
+
+
+def test_growth_floor_lets_zero_starts_grow_to_the_limit():
+    # inner_err_sq starts at 4e-31 and reaches 2.54 (ratio 6e30): below 10 * max(4e-31, 1)
+    tr = bl.run(unibio_huge(1.0), uc.example3(p=2), steps=20, growth_limit=10)
+    assert tr.inner_err_sq.iloc[0] < 1e-30 and 2.5 < tr.inner_err_sq.max() < 10
+    with pytest.raises(bl.DivergenceError) as ei:
+        bl.run(unibio_huge(1.0), uc.example3(p=2), steps=20, growth_limit=2)
+    assert (ei.value.quantity, ei.value.iteration) == ("inner_err_sq", 5)
+
+
+def test_growth_of_the_inner_iterate_without_exact_metrics():
+    # no grad_phi / y_star: |y|^2 is tracked; GD on g = |y|^2/2 - x.y with inner_lr 3 doubles y each step
+    p = convex_problem()
+    p = bl.Problem(f=p.f, g=p.g, x0=torch.ones(2, dtype=F64), y0=p.y0, name="convex")
+    itd = bl.solvers.ITD(inner_steps=1, inner_lr=3.0, outer_lr=1e-9)
+    with pytest.raises(bl.DivergenceError) as ei:
+        bl.run(itd, p, steps=60)
+    e = ei.value
+    assert e.quantity == "|y|^2" and e.growth[0] > 1e12 * max(e.growth[1], 1)
+    assert 15 <= e.iteration <= 25                # |y_k| ~ 2^k: |y|^2 passes 1e12 near k = 20
+
+
+def test_growth_is_checked_per_block():
+    p = stack([paper001(kappa=2.0), paper001(kappa=2.0)], labels=["calm", "wild"])
+    s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0,
+                       outer_lr=per_coordinate(p, [0.02, 1e6], "x"))
+    with pytest.raises(bl.DivergenceError) as ei:
+        bl.run(s, p, steps=100)
+    assert ei.value.quantity.endswith("(block wild)") and "(block wild) = " in str(ei.value)
+
+
+def test_growth_check_does_not_change_a_normal_run():
+    s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0, outer_lr=0.02)
+    a = bl.run(s, paper001(kappa=2.0), steps=200, eval_every=7)
+    b = bl.run(s, paper001(kappa=2.0), steps=200, eval_every=7, growth_limit=None)
+    pd.testing.assert_frame_equal(a.drop(columns="time_s"), b.drop(columns="time_s"), check_exact=True)
+
+
+def test_growth_limit_is_validated_and_the_error_pickles():
+    s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0, outer_lr=0.02)
+    with pytest.raises(ValueError, match="growth_limit must be > 1"):
+        bl.run(s, paper001(kappa=2.0), steps=3, growth_limit=0.5)
+    with pytest.raises(TypeError, match="growth_limit"):
+        bl.run(s, paper001(kappa=2.0), steps=3, growth_limit="1e12")
+    e = bl.DivergenceError("|y|^2", 9, "itd", growth=(5e13, 2.0, 1e12))
+    e2 = pickle.loads(pickle.dumps(e))
+    assert e2.growth == (5e13, 2.0, 1e12) and str(e2) == str(e) and "|y|^2 = 5e+13" in str(e)
+
