@@ -196,3 +196,77 @@ def test_growth_limit_is_validated_and_the_error_pickles():
     e2 = pickle.loads(pickle.dumps(e))
     assert e2.growth == (5e13, 2.0, 1e12) and str(e2) == str(e) and "|y|^2 = 5e+13" in str(e)
 
+
+# ============================================================================ 3. file modes
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_umask_mode(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        assert io._umask() == umask
+        table = io.save_table(pd.DataFrame({"a": [1.5]}), tmp_path / "t.csv")
+        js = io.save_json({"a": 1}, tmp_path / "t.json")
+        _files.write_json(tmp_path / "d.json", {"a": 1})
+        npz = tmp_path / "d.npz"
+        _files.write_npz(npz, {"a": np.arange(3)})
+    finally:
+        os.umask(old)
+    for path in (table, js, tmp_path / "d.json", npz):
+        assert path.stat().st_mode & 0o777 == mode, path
+    assert _files.atomic_path is io.atomic_path    # one writer for the whole project
+
+
+# ============================================================================ 4. stale temp files
+
+
+def _temp(dirpath: Path, stem: str, tag: str, suffix: str = ".csv", age_s: float = 0.0) -> Path:
+    p = dirpath / f".{stem}.{tag}.tmp{suffix}"
+    p.write_text("half-written")
+    if age_s:
+        t = time.time() - age_s
+        os.utime(p, (t, t))
+    return p
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_new_write_sweeps_stale_temps_of_its_own_target_only(tmp_path):
+    host, dead, hour = io._HOST, _dead_pid(), io.STALE_TEMP_S
+    swept = [_temp(tmp_path, "res", f"{dead}-{host}.abcd_123"),                  # killed here
+             _temp(tmp_path, "res", "4242-elsewhere.oldoldol", age_s=hour + 60),   # other host, old
+             _temp(tmp_path, "res", "oldoldol", age_s=hour + 60)]                  # older naming, old
+    kept = [_temp(tmp_path, "res", f"{os.getpid()}-{host}.abcdefgh", age_s=10 * hour),  # live writer
+            _temp(tmp_path, "res", "4242-elsewhere.abcdefgh", age_s=60),                # other host, fresh
+            _temp(tmp_path, "res", "abcdefgh", age_s=60),                               # older naming, fresh
+            _temp(tmp_path, "other", f"{dead}-{host}.abcdefgh"),                        # another target
+            _temp(tmp_path, "res", f"{dead}-{host}.abcdefgh", suffix=".json"),          # another target
+            _temp(tmp_path, "res.v2", f"{dead}-{host}.abcdefgh")]                       # another target
+    (tmp_path / "res.csv.bak").write_text("mine")
+    io.save_table(pd.DataFrame({"a": [1]}), tmp_path / "res.csv")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {p.name for p in kept} | {"res.csv", "res.csv.bak"}
+    assert not any(p.exists() for p in swept)
+
+
+def test_killed_write_leaves_an_ignored_temp_that_the_next_write_removes(tmp_path):
+    out = tmp_path / "curves.csv"
+    code = ("import os, sys, bilevel.io as io\n"
+            "with io.atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_text('half')\n"
+            "    os._exit(9)\n")                        # killed: no cleanup runs
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    assert subprocess.run([sys.executable, "-c", code, str(out)], env=env).returncode == 9
+    (stale,) = [p for p in tmp_path.iterdir()]
+    assert io._temp_pattern(out).fullmatch(stale.name) and not out.exists()
+    # git and DVC ignore such names wherever they appear in the repository
+    rel = f"data/results/paper001/{stale.name}"
+    assert subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", rel]).returncode == 0
+    assert ".*.tmp.*" in (ROOT / ".dvcignore").read_text().split()
+    io.save_table(pd.DataFrame({"a": [1]}), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.csv"]
+
