@@ -270,3 +270,25 @@ def test_killed_write_leaves_an_ignored_temp_that_the_next_write_removes(tmp_pat
     io.save_table(pd.DataFrame({"a": [1]}), out)
     assert [p.name for p in tmp_path.iterdir()] == ["curves.csv"]
 
+
+# ============================================================================ 5. prepare --out
+
+
+def test_prepare_into_an_unwritable_directory_is_a_data_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")        # fails even for root
+    out = blocker / "processed"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BILEVEL_DATA_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "bilevel.data", "prepare", "space_ga", "--origin", "registry",
+                        "--out", str(out), "--cache", str(tmp_path / "cache")],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: space_ga: source --out {out}: cannot create or write files there: "
+                               f"[Errno 20] Not a directory: '{blocker}'")
+    assert "what to do: pass --out a directory you can write to" in r.stderr
+    assert "Traceback" not in r.stderr and not list(tmp_path.glob("cache/*"))   # failed before fetching
+    with pytest.raises(DataError) as ei:                                          # the same, in-process
+        prepare("space_ga", tmp_path / "ok", origin="registry", cache=blocker / "cache")
+    assert ei.value.source == f"--cache {blocker / 'cache'}"
+    assert isinstance(ei.value.__cause__, NotADirectoryError)
+
