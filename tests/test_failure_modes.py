@@ -292,3 +292,12 @@ def test_prepare_into_an_unwritable_directory_is_a_data_error(tmp_path):
     assert ei.value.source == f"--cache {blocker / 'cache'}"
     assert isinstance(ei.value.__cause__, NotADirectoryError)
 
+
+# ============================================================================ 6. DVC config
+
+
+def test_dvc_does_not_contact_its_update_server():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".dvc" / "config")
+    assert cfg.get("core", "check_update") == "false"
+    assert cfg.get("core", "analytics") == "false"
