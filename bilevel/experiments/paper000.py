@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from .. import claims as C
+from ..errors import DivergenceError
 from ..problems import conditioned
 from ..run import run
 from ..solvers import make
@@ -162,9 +163,7 @@ def tune_constant(method, grid, kappa: float, eps: float, b0: float = 4.0, repli
             cur, _ = _one_run(method, family, kappa, eps, float(c), b0, replicates, seed, steps, eval_points)
             h = hitting(cur)
             s, diverged = float(h.samples_to_eps.iloc[0]), False
-        except Exception as exc:  # noqa: BLE001 - a diverging candidate is recorded, not raised
-            if type(exc).__name__ != "DivergenceError":
-                raise
+        except DivergenceError:          # a diverging candidate is recorded, not raised
             s, diverged = float("nan"), True
         rows.append({"method": method, "c": float(c), "kappa": kappa, "eps": eps, "steps": steps,
                      "samples_to_eps": s, "diverged": diverged})
