@@ -1,4 +1,4 @@
-"""bilevel.io.reproducible_runtime: the pinned runtime gives the same bits whatever the threads.
+"""bilevel.runtime.reproducible_runtime: the pinned runtime gives the same bits whatever the threads.
 
 Each case runs in a fresh interpreter, because the instruction-set variables are read
 once per process and the thread count is global.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bilevel.io import REPRODUCIBLE_ENV
+from bilevel.runtime import REPRODUCIBLE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ needs_avx2 = pytest.mark.skipif(
 # numbers only (no timings), hashed.
 _RUN = """
 import hashlib, json, sys
-from bilevel.io import reproducible_runtime
+from bilevel.runtime import reproducible_runtime
 info = reproducible_runtime(threads=int(sys.argv[1]), strict=sys.argv[2] == "strict") \\
     if sys.argv[2] != "none" else None
 import torch
@@ -64,11 +64,13 @@ def test_pinned_runtime_is_bitwise_stable_across_threads_and_mkl_isa():
     one = _run(1, "strict", REPRODUCIBLE_ENV)
     assert "error" not in one, one.get("error")
     assert one["cap"] == "AVX2" and one["info"]["threads"] == 1 and one["info"]["deterministic"]
+    assert one["info"]["openblas_core"] in ("Haswell", None)
     assert one["info"]["env"] == REPRODUCIBLE_ENV
     two = _run(2, "strict", REPRODUCIBLE_ENV)
     mkl_avx2 = _run(1, "strict", {**REPRODUCIBLE_ENV, "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
-    # the variables are set in-process when missing (notebook started without make)
-    in_process = _run(1, "strict")
+    # the torch/MKL/oneDNN variables are set in-process when missing (a notebook started
+    # without make); OPENBLAS_CORETYPE cannot be (numpy is loaded already)
+    in_process = _run(1, "strict", {"OPENBLAS_CORETYPE": REPRODUCIBLE_ENV["OPENBLAS_CORETYPE"]})
     for other in (two, mkl_avx2, in_process):
         assert "error" not in other, other.get("error")
         assert other["sha"] == one["sha"], (
@@ -91,7 +93,7 @@ def test_unpinned_runtime_warns_or_raises_naming_the_fix():
     script = """
 import sys, warnings, torch
 torch.ones(1000).sum()  # a kernel ran: ATen's instruction set is fixed now
-from bilevel.io import reproducible_runtime
+from bilevel.runtime import reproducible_runtime
 try:
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
@@ -111,10 +113,11 @@ except RuntimeError as e:
         assert "MKL_CBWR='AUTO' (need 'AVX2,STRICT')" in out
         assert "torch uses the DEFAULT kernels" in out
         assert "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2,STRICT ONEDNN_MAX_CPU_ISA=AVX2" in out
+        assert "OPENBLAS_CORETYPE=Haswell" in out
 
 
 def test_bad_threads_raise():
-    from bilevel.io import reproducible_runtime
+    from bilevel.runtime import reproducible_runtime
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match="threads must be a positive integer"):
             reproducible_runtime(threads=bad)
