@@ -75,17 +75,20 @@ def reproducible_runtime(threads: int = 1, *, deterministic: bool = True,
     operation; a kernel that already ran has fixed ATen's instruction set.
 
     Measured on the MNIST re-weighting (paper 001) and regularization (paper
-    003) runs on an AVX-512 machine: with this configuration the results are
-    bitwise identical with 1 and 2 threads, with MKL restricted to AVX2 and
-    with AVX-512 disabled (what an AVX2-only machine runs); without it, the
-    AVX-512 and AVX2 kernels already differ by about 1 float32 ulp per step,
-    which the training loops amplify (tolerances per result column:
-    ``TOLERANCES.md``). ``use_deterministic_algorithms`` changed nothing on the
-    CPU (measured) but makes CUDA runs fail loudly on nondeterministic kernels.
+    003) runs on an AVX-512 machine: with this configuration the results were
+    bitwise identical with 1 and 2 threads (also at paper size, 3000 steps),
+    with MKL restricted to AVX2 and with AVX-512 disabled (what an AVX2-only
+    machine runs). Without it, ATen's AVX-512 and AVX2 kernels differ in the
+    last float32 bit of losses and means, and after 3000 re-weighting steps by
+    one of 500 validation samples in ``val_acc`` (2e-3). Tolerances per result
+    column: ``data/results/TOLERANCES.md``. ``use_deterministic_algorithms``
+    changed nothing on the CPU (measured) but makes CUDA runs fail loudly on
+    nondeterministic kernels.
 
     Args:
       threads: intra-op threads for torch (``torch.set_num_threads``); the
-        pipeline uses 1 (on 2 shared cores, 2 threads were 10-20x slower).
+        pipeline uses 1 (on the 2 shared cores, 2 threads ran up to 20x slower
+        under load, with no effect on the pinned results).
       deterministic: passed to ``torch.use_deterministic_algorithms``.
       strict: raise instead of warn when the runtime is not the pinned one.
 
