@@ -25,6 +25,13 @@ export JUPYTER_RUNTIME_DIR := $(CURDIR)/build/cache/jupyter/runtime
 export IPYTHONDIR := $(CURDIR)/build/cache/ipython
 export PYTHONHASHSEED := 0
 export TQDM_MININTERVAL := 5
+# Bitwise-reproducible CPU numerics (bilevel.runtime.REPRODUCIBLE_ENV; measured in data/results/TOLERANCES.md):
+# torch's ATen, MKL, oneDNN and numpy's OpenBLAS all take their AVX2 code paths on every x86-64 CPU with AVX2.
+export ATEN_CPU_CAPABILITY := avx2
+export MKL_CBWR := AVX2,STRICT
+export ONEDNN_MAX_CPU_ISA := AVX2
+export OPENBLAS_CORETYPE := Haswell
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: reproduce verify deps test venv benchmark clean-env lock
 
