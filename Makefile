@@ -31,12 +31,28 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # one "[stage] cell i/n, elapsed" line per interval while a notebook stage runs (0: off)
 export BILEVEL_PROGRESS_INTERVAL ?= 30
 LAB_PORT    ?= 8888
+# Bitwise-reproducible CPU numerics (bilevel.runtime.REPRODUCIBLE_ENV; measured in data/results/TOLERANCES.md):
+# torch's ATen, MKL, oneDNN and numpy's OpenBLAS all take their AVX2 code paths on every x86-64 CPU with AVX2.
+export ATEN_CPU_CAPABILITY := avx2
+export MKL_CBWR := AVX2,STRICT
+export ONEDNN_MAX_CPU_ISA := AVX2
+export OPENBLAS_CORETYPE := Haswell
+export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: reproduce test venv benchmark clean-env lock lab strip
+.PHONY: reproduce verify deps test venv benchmark clean-env lock lab strip
 
 reproduce: $(VENV)/.installed
 	dvc repro
 	dvc status
+
+# After a reproduce: compare every regenerated table under data/results/ with the committed one
+# (git HEAD) and every claim verdict; report in build/reproduction-report.md; non-zero if anything moved.
+verify: $(VENV)/.installed
+	python -m bilevel.repro verify --rev $(or $(REV),HEAD)
+
+# Check (or, with `make deps WRITE=1`, rewrite) each stage's project-module deps in dvc.yaml.
+deps: $(VENV)/.installed
+	python -m bilevel.repro deps $(if $(WRITE),--write)
 
 test: $(VENV)/.installed
 	python -m pytest $(PYTEST_ARGS)

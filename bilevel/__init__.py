@@ -6,10 +6,10 @@ True
 """
 
 from . import bounds, hypergrad, linsolve, oracles, problems, solvers
-from .errors import BilevelError, DivergenceError
+from .errors import BilevelError, DivergenceError, LinearSolveError
 from .problem import Problem
 from .run import run
 
 __all__ = ["Problem", "run", "hypergrad", "linsolve", "oracles", "solvers", "problems",
-           "bounds", "DivergenceError", "BilevelError"]
+           "bounds", "DivergenceError", "BilevelError", "LinearSolveError"]
 __version__ = "0.1.0"

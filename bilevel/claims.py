@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-__all__ = ["Claim", "within", "interval_within", "all_true", "table", "save", "metrics",
+__all__ = ["Claim", "within", "interval_within", "all_true", "table", "save", "metrics", "report",
            "VERDICTS"]
 
 #: the verdict strings, as written to the claims CSV and the DVC metrics
@@ -132,17 +132,23 @@ def table(claims: Iterable[Claim]) -> pd.DataFrame:
     return df
 
 
+def _finite_or_none(v):
+    """JSON has no NaN: a number that is undefined (too few points to fit) becomes null."""
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
 def metrics(claims: Iterable[Claim], numbers: dict | None = None) -> dict:
     """DVC metrics: each claim's verdict (and number, when numeric) plus key numbers."""
     out: dict = {"claims": {}}
     for c in claims:
         entry = {"verdict": VERDICTS[c.holds]}
         if isinstance(c.measured, (int, float)):
-            entry["measured"] = float(c.measured)
+            entry["measured"] = _finite_or_none(c.measured)
         out["claims"][c.id] = entry
     if numbers:
-        out["numbers"] = {k: (float(v) if isinstance(v, (int, float)) else v)
-                          for k, v in numbers.items()}
+        out["numbers"] = {k: _finite_or_none(v) for k, v in numbers.items()}
     return out
 
 
@@ -159,3 +165,19 @@ def save(claims: Sequence[Claim], results_dir, name: str, numbers: dict | None =
     save_table(df, results_dir / f"{name}_claims.csv")
     save_json(metrics(claims, numbers), results_dir / f"{name}_metrics.json")
     return df
+
+
+def report(claims: Iterable[Claim]) -> str:
+    """One line per claim that does not hold or is not tested, with its numbers.
+
+    A notebook prints it above the claims table, so a claim that does not reproduce
+    is said in words ("does not reproduce: ...") and not only in the verdict column.
+    """
+    lines = []
+    for c in claims:
+        if c.holds is False:
+            lines.append(f"does not reproduce: [{c.id}] {c.statement}: measured {c.measured} "
+                         f"({c.criterion}; paper: {c.paper or '-'})")
+        elif c.holds is None:
+            lines.append(f"not tested: [{c.id}] {c.statement}: {c.reason}")
+    return "\n".join(lines) if lines else "every claim holds on these results"

@@ -5,7 +5,7 @@ Every error names the offending quantity and, where one exists, the fix.
 
 from __future__ import annotations
 
-__all__ = ["BilevelError", "DivergenceError"]
+__all__ = ["BilevelError", "DivergenceError", "LinearSolveError"]
 
 
 class BilevelError(RuntimeError):
@@ -13,7 +13,7 @@ class BilevelError(RuntimeError):
 
 
 class DivergenceError(BilevelError, FloatingPointError):
-    """An iterate or an estimate became NaN or infinite.
+    """An iterate or an estimate became NaN or infinite, or grew without bound.
 
     Attributes:
       iteration: the outer iteration ``k`` at which the non-finite value was
@@ -21,20 +21,32 @@ class DivergenceError(BilevelError, FloatingPointError):
       quantity: which tensor became non-finite (``"x"``, ``"y"``,
         ``"hypergrad"``, ...).
       solver: the solver's name.
+      growth: ``(value, initial, growth_limit)`` when the quantity stayed finite
+        but grew past ``growth_limit`` times its first value (see
+        :func:`bilevel.run`); ``None`` for a NaN/Inf.
     """
 
     def __init__(self, quantity: str, iteration: int, solver: str = "",
-                 last_finite: int | None = None, hint: str = ""):
+                 last_finite: int | None = None, hint: str = "",
+                 growth: tuple[float, float, float] | None = None):
         self.quantity = quantity
         self.iteration = int(iteration)
         self.solver = solver
         self.last_finite = last_finite
         self.hint = hint
+        self.growth = growth
         where = f"at outer iteration k={iteration}"
         if last_finite is not None and last_finite != iteration - 1:
             where = (f"between outer iterations k={last_finite} (last finite check) "
                      f"and k={iteration}")
-        msg = (f"{solver + ': ' if solver else ''}{quantity} became NaN/Inf {where}. "
+        if growth is None:
+            what = f"{quantity} became NaN/Inf {where}"
+        else:
+            value, initial, limit = growth
+            what = (f"{quantity} = {value:.4g} at outer iteration k={iteration} exceeds "
+                    f"growth_limit * max({quantity} at the first evaluated iteration, 1) = "
+                    f"{limit:.4g} * max({initial:.4g}, 1)")
+        msg = (f"{solver + ': ' if solver else ''}{what}. "
                "The run diverged; reduce the step sizes (outer_lr, inner_lr, linsys_lr) "
                "or check the problem's scaling.")
         if hint:
@@ -42,4 +54,29 @@ class DivergenceError(BilevelError, FloatingPointError):
         super().__init__(msg)
 
     def __reduce__(self):  # picklable (sweeps run in worker processes)
-        return (type(self), (self.quantity, self.iteration, self.solver, self.last_finite, self.hint))
+        return (type(self), (self.quantity, self.iteration, self.solver, self.last_finite, self.hint,
+                             self.growth))
+
+
+class LinearSolveError(BilevelError, ArithmeticError):
+    r"""The linear system :math:`H v = b` of an implicit hypergradient has no trustworthy solution.
+
+    Raised when conjugate gradient meets a direction of non-positive curvature
+    (:math:`H` is not positive definite) or when the solution :math:`v` is
+    NaN/Inf. The message names the matrix and the fix.
+
+    Attributes:
+      iteration: the linear-solver iteration at which it was detected (or ``None``).
+      curvature: :math:`p^\top H p` of the offending direction (or ``None``).
+      block: the block of a stacked problem (:func:`bilevel.problems.stack`), or ``None``.
+    """
+
+    def __init__(self, message: str, iteration: int | None = None,
+                 curvature: float | None = None, block: int | None = None):
+        self.iteration = iteration
+        self.curvature = curvature
+        self.block = block
+        super().__init__(message)
+
+    def __reduce__(self):  # picklable like DivergenceError
+        return (type(self), (str(self), self.iteration, self.curvature, self.block))

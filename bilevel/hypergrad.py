@@ -18,6 +18,7 @@ import torch
 
 from . import _validate as V
 from . import linsolve
+from .errors import LinearSolveError
 from .oracles import Oracles
 from .problem import Problem, check_vector
 
@@ -57,6 +58,12 @@ def implicit(prob: Problem, x: torch.Tensor, y: torch.Tensor, linsys: str = "cg"
     Returns:
       ``(grad, v)``: the estimate and :math:`v^Q`.
 
+    Raises:
+      LinearSolveError: ``H_yy`` is not positive definite (CG met non-positive
+        curvature), or :math:`v^Q` is NaN/Inf although ``x``, ``y`` and
+        :math:`\nabla_y f` are finite (``linsys_lr`` too large, or ``H_yy`` not
+        positive definite).
+
     >>> import torch, bilevel as bl
     >>> p = bl.problems.quadratic.paper001(kappa=2.0)
     >>> g, v = bl.hypergrad.implicit(p, p.x0, p.y_star(p.x0), linsys="cg", steps=10)
@@ -85,8 +92,30 @@ def _implicit(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
         v = linsolve._cg(curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
     else:
         v = linsolve._UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
+    if not bool(torch.isfinite(v).all()):
+        _check_solution(o, x, y, fy, v, linsys, steps, lr)
     grad = fx - curv.jvp(v)
     return grad.detach(), v.detach()
+
+
+def _check_solution(o: Oracles, x, y, fy, v, linsys, steps, lr):
+    """Raise :class:`LinearSolveError` for a NaN/Inf ``v`` computed from finite ``x``, ``y``, ``grad_y f``.
+
+    Non-finite inputs are an upstream divergence, reported by :func:`bilevel.run`.
+    """
+    if not all(bool(torch.isfinite(t).all()) for t in (x, y, fy)):
+        return
+    where = ""
+    if o.problem.blocks is not None:
+        ids = o.y_segments()[~torch.isfinite(v)].unique().tolist()
+        where = f" in block(s) {[o.problem.blocks[i][0] for i in ids]}"
+    step = "" if linsys == "cg" else f", linsys_lr={lr}"
+    raise LinearSolveError(
+        f"implicit: the solution v of H_yy v = grad_y f is NaN/Inf{where} after {steps} steps of "
+        f"linsys={linsys!r}{step}, from finite x, y and grad_y f: the inner Hessian H_yy = d^2 g/dy^2 "
+        "is not positive definite at this (x, y), or linsys_lr is too large for it (gd/neumann need "
+        "0 < linsys_lr < 2/L, L the largest eigenvalue of H_yy). g must be strongly convex in y; "
+        "reduce linsys_lr or fix g.")
 
 
 def unrolled(prob: Problem, x: torch.Tensor, y0: torch.Tensor, steps: int, lr: float,

@@ -11,31 +11,114 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used: the data layer imports this module
+    import pandas as pd
 
 __all__ = ["atomic_path", "save_table", "load_table", "save_json", "save_figure",
-           "check_finite"]
+           "check_finite", "STALE_TEMP_S"]
+
+#: age (seconds since the last modification) after which a temporary file of a
+#: writer on another host counts as abandoned (see :func:`atomic_path`)
+STALE_TEMP_S = 3600.0
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where ``/proc`` allows (thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    """Names of ``path``'s temporary files: ``.{stem}.{pid}-{host}.{random}.tmp{suffix}``.
+
+    The ``{pid}-{host}.`` part is optional so that temporary files of older
+    versions (``.{stem}.{random}.tmp{suffix}``) are recognised too.
+    """
+    return re.compile(rf"\.{re.escape(path.stem)}\.(?:(\d+)-([A-Za-z0-9-]+)\.)?[a-z0-9_]+"
+                      rf"\.tmp{re.escape(path.suffix)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True                    # no safe probe: rely on the age rule
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _sweep_stale_temps(path: Path) -> list[Path]:
+    """Delete abandoned temporary files of ``path`` (a killed earlier write); return them.
+
+    Only files named like ``path``'s own temporary files are considered, and one
+    is deleted when the process that created it is gone: its PID is no longer
+    alive on this host, or (another host, or a name without PID) it was not
+    modified for :data:`STALE_TEMP_S` seconds.
+    """
+    pattern, removed, now = _temp_pattern(path), [], time.time()
+    for p in path.parent.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m is None:
+            continue
+        pid, host = m.group(1), m.group(2)
+        try:
+            if pid is not None and host == _HOST:
+                stale = not _pid_alive(int(pid))
+            else:
+                stale = now - p.stat().st_mtime > STALE_TEMP_S
+            if stale:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:      # swept by a concurrent writer
+            pass
+    return removed
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The one atomic writer of the project (results, figures, notebooks, data).
+    The caller writes (and may verify) the temporary file inside the ``with``
+    block; if the block raises, the temporary file is deleted and ``path`` is
+    left as it was. The file gets the mode of an ordinary new file,
+    ``0o666 & ~umask`` (not ``mkstemp``'s ``0o600``). The temporary file is
+    ``.{stem}.{pid}-{host}.{random}.tmp{suffix}`` (ignored by git and DVC);
+    abandoned ones of the same ``path`` left by a killed writer are deleted
+    first (see :func:`_sweep_stale_temps`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    _sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-{_HOST}.",
+                               suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def check_finite(df: pd.DataFrame, columns, what: str = "results") -> None:
@@ -63,6 +146,7 @@ def save_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def load_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a table written by :func:`save_table`."""
+    import pandas as pd
     return pd.read_csv(path)
 
 

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from . import _validate as V
+from .errors import LinearSolveError
 
 __all__ = ["gd", "cg", "neumann", "solve", "SOLVERS"]
 
@@ -95,6 +96,15 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     lengths and stopping tests use per-block dot products, so a stacked run
     equals separate runs even when CG is truncated.
 
+    Raises :class:`~bilevel.LinearSolveError` (naming the iteration, the block
+    and :math:`p^\top H p`) when a search direction ``p`` has non-positive
+    curvature, :math:`p^\top H p \le \epsilon\,\|p\|\,\|Hp\|` with
+    :math:`\epsilon` the dtype's machine epsilon: ``H`` is then not positive
+    definite and CG would return NaN or a finite wrong answer. For a positive
+    definite ``H`` the left side is at least :math:`2\sqrt\kappa/(1+\kappa)\,
+    \|p\|\,\|Hp\|`, so the test only fires beyond condition numbers
+    :math:`\kappa \approx 4/\epsilon^2`, where CG is meaningless anyway.
+
     >>> import torch
     >>> H = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
     >>> cg(lambda v: H @ v, torch.tensor([1.0, 2.0], dtype=torch.float64), steps=10)
@@ -102,6 +112,20 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     """
     V.nonneg_int("cg", "steps", steps)
     return _cg(matvec, b, x0, steps=steps, tol=tol, segments=segments)
+
+
+def _nonpositive(php, pp, hphp, eps):
+    """``p^T H p <= eps |p| |Hp|`` (finite values only: NaN/Inf are reported by the caller's checks)."""
+    return torch.isfinite(php) & (php <= eps * torch.sqrt(pp) * torch.sqrt(hphp))
+
+
+def _not_pd(php, pp, hphp, k, block=None):
+    where = f" in block {block}" if block is not None else ""
+    return LinearSolveError(
+        f"CG met non-positive curvature p^T H p = {php:.4g} (|p|^2 = {pp:.4g}, |Hp|^2 = {hphp:.4g}) "
+        f"at iteration {k}{where}: H is not positive definite. In an implicit hypergradient H is the "
+        "inner Hessian H_yy = d^2 g/dy^2 at this (x, y); g must be strongly convex in y "
+        "(fix g, or use linsys='gd'/'neumann' with a small linsys_lr).", k, php, block)
 
 
 def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
@@ -112,14 +136,19 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
         v = x0
         r = b - matvec(x0)
     p = r
+    eps = torch.finfo(b.dtype).eps
     if segments is None:
         rr = torch.dot(r, r)
         thresh = (tol ** 2) * float(torch.dot(b, b))
-        for _ in range(steps):
+        for k in range(steps):
             if float(rr) <= thresh:
                 break
             hp = matvec(p)
-            alpha = rr / torch.dot(p, hp)
+            php = torch.dot(p, hp)
+            pp, hphp = torch.dot(p, p), torch.dot(hp, hp)
+            if bool(_nonpositive(php, pp, hphp, eps)):
+                raise _not_pd(float(php), float(pp), float(hphp), k)
+            alpha = rr / php
             v = v + alpha * p
             r = r - alpha * hp
             rr_new = torch.dot(r, r)
@@ -133,12 +162,17 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
 
     rr = dot(r, r)
     thresh = (tol ** 2) * dot(b, b)
-    for _ in range(steps):
+    for k in range(steps):
         active = rr > thresh
         if not bool(active.any()):
             break
         hp = matvec(p)
         php = dot(p, hp)
+        pp, hphp = dot(p, p), dot(hp, hp)
+        bad = active & _nonpositive(php, pp, hphp, eps)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise _not_pd(float(php[i]), float(pp[i]), float(hphp[i]), k, i)
         alpha = torch.where(active, rr / torch.where(active, php, torch.ones_like(php)), 0.0)
         v = v + alpha[segments] * p
         r = r - alpha[segments] * hp

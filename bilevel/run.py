@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -9,16 +10,22 @@ import pandas as pd
 import torch
 
 from . import _validate as V
-from .errors import DivergenceError
+from .errors import DivergenceError, LinearSolveError
 from .oracles import Oracles
 from .problem import Problem
 from .solvers.base import Solver
 
-__all__ = ["run", "TRACE_COLUMNS"]
+__all__ = ["run", "TRACE_COLUMNS", "GROWTH_TRACKED", "GROWTH_LIMIT"]
 
 TRACE_COLUMNS = ("k", "time_s", "grad_calls", "mv_calls", "grad_f_calls", "grad_g_calls",
                  "hvp_calls", "jvp_calls", "samples", "grad_norm_sq", "hypergrad_err_sq",
                  "inner_err_sq", "phi")
+
+#: the trace's exact squared errors and the squared inner iterate norm ``|y|^2``: the
+#: quantities whose growth past ``growth_limit`` times their first value stops a run
+GROWTH_TRACKED = ("grad_norm_sq", "hypergrad_err_sq", "inner_err_sq", "|y|^2")
+#: default ``growth_limit`` of :func:`run`
+GROWTH_LIMIT = 1e12
 
 
 def _sync(device: torch.device):
@@ -39,7 +46,8 @@ def _nonfinite(state, info) -> str | None:
 
 
 def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed: int = 0,
-        progress: bool = False, desc: str | None = None, noise=None) -> pd.DataFrame:
+        progress: bool = False, desc: str | None = None, noise=None,
+        growth_limit: float | None = GROWTH_LIMIT) -> pd.DataFrame:
     r"""Run ``steps`` outer iterations of ``solver`` on ``problem``.
 
     Returns a tidy :class:`pandas.DataFrame`, one row per evaluated iteration
@@ -65,7 +73,20 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     time include step ``k`` (the cost of producing :math:`x_{k+1}`).
 
     Raises :class:`~bilevel.DivergenceError` naming the iteration and the
-    quantity as soon as an evaluated iterate or estimate is NaN/Inf.
+    quantity as soon as an evaluated iterate or estimate is NaN/Inf, or as soon
+    as, in an evaluated row, a quantity :math:`q_k` of :data:`GROWTH_TRACKED`
+    (``grad_norm_sq``, ``hypergrad_err_sq``, ``inner_err_sq`` where the problem
+    has them, and :math:`\|y_k\|^2`; per block for a stacked problem) exceeds
+    ``growth_limit`` :math:`\cdot\max(q_{k_0}, 1)`, :math:`q_{k_0}` its first
+    evaluated value: a run that blows up while staying finite (the floor 1 keeps
+    a zero start from tripping it). These are squares, so the default
+    ``growth_limit = 1e12`` is a factor :math:`10^6` on the norms.
+    ``growth_limit=None`` disables the check. The outer iterate ``x`` is not
+    tracked: it may legitimately run off (paper 003's :math:`\log\lambda \to
+    -\infty` when the regularizer is switched off). The check only reads
+    values; it never changes a run that passes it.
+    A :class:`~bilevel.LinearSolveError` of the solver's step (inner Hessian not
+    positive definite) is re-raised with the outer iteration ``k``.
     Randomness comes only from ``torch.Generator(device).manual_seed(seed)``
     (the solver's own stream) and the oracles' ``"outer"``/``"inner"``/``"noise"``
     streams derived from the same seed (:class:`~bilevel.oracles.Oracles`);
@@ -80,6 +101,8 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     V.positive_int("run", "eval_every", eval_every)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"run: seed must be an int, got {seed!r}.")
+    if growth_limit is not None and V.positive_float("run", "growth_limit", growth_limit) <= 1:
+        raise ValueError(f"run: growth_limit must be > 1 (or None to disable), got {growth_limit!r}.")
     device = problem.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -90,6 +113,21 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     last_ok = -1
 
     blocks = problem.blocks
+    first: dict[str, float] = {}
+
+    def check_growth(k, label, row, y):
+        if growth_limit is None:
+            return
+        values = {n: row[n] for n in GROWTH_TRACKED if n in row}
+        if y is not None:
+            values["|y|^2"] = _sq(y)
+        for name, value in values.items():
+            if math.isnan(value):
+                continue
+            q = name if label is None else f"{name} (block {label})"
+            q0 = first.setdefault(q, value)
+            if value > growth_limit * max(q0, 1.0):
+                raise DivergenceError(q, k, solver.name, growth=(value, q0, growth_limit))
 
     def record(k, x, y, est):
         base = {"k": k, "time_s": elapsed, **oracles.counts.as_dict()}
@@ -110,6 +148,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
                 row[name] = _sq(t) if t is not None else float("nan")
             row.update(extra)
             rows.append(row)
+            check_growth(k, None, row, y)
             return
         for label, sx, sy in blocks:
             row = dict(base, block=label)
@@ -121,6 +160,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
                     row[name] = _sq(seg)
             row.update(extra)
             rows.append(row)
+            check_growth(k, label, row, None if y is None else y[sy])
 
     iterator = range(steps)
     if progress:
@@ -129,7 +169,11 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     for k in iterator:
         _sync(device)
         t0 = time.perf_counter()
-        state, info = solver.step(state, oracles, gen)
+        try:
+            state, info = solver.step(state, oracles, gen)
+        except LinearSolveError as e:
+            raise LinearSolveError(f"{solver.name}, outer iteration k={k}: {e}", e.iteration,
+                                   e.curvature, e.block) from e
         _sync(device)
         elapsed += time.perf_counter() - t0
         if k % eval_every == 0:

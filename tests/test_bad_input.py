@@ -322,11 +322,12 @@ def test_run_bad_arguments():
 # -- divergence ----------------------------------------------------------------------
 
 HUGE = AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0, outer_lr=1e6)
+NO_GROWTH = {"growth_limit": None}  # these tests exercise the NaN/Inf check (growth: test_failure_modes)
 
 
 def test_divergence_error_every_step():
     with pytest.raises(bl.DivergenceError) as ei:
-        bl.run(HUGE, p001(), steps=200)
+        bl.run(HUGE, p001(), steps=200, **NO_GROWTH)
     e = ei.value
     assert isinstance(e, bl.BilevelError) and isinstance(e, FloatingPointError)
     assert isinstance(e.iteration, int) and 0 < e.iteration < 200
@@ -342,7 +343,7 @@ def test_divergence_error_every_step():
 
 def test_divergence_error_with_eval_every():
     with pytest.raises(bl.DivergenceError) as ei:
-        bl.run(HUGE, p001(), steps=200, eval_every=10)
+        bl.run(HUGE, p001(), steps=200, eval_every=10, **NO_GROWTH)
     e = ei.value
     assert e.iteration % 10 == 0 and e.last_finite == e.iteration - 10
     msg = str(e)
@@ -354,7 +355,7 @@ def test_divergence_error_with_eval_every():
 def test_divergence_detected_at_final_row():
     # diverges after the last evaluated iteration: caught by the final check at k = steps
     with pytest.raises(bl.DivergenceError) as ei:
-        bl.run(HUGE, p001(), steps=65, eval_every=50)
+        bl.run(HUGE, p001(), steps=65, eval_every=50, **NO_GROWTH)
     e = ei.value
     assert e.iteration == 65 and e.last_finite == 50
     assert "k=50" in str(e) and "k=65" in str(e)

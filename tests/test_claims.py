@@ -47,3 +47,10 @@ def test_table_and_save(tmp_path):
         claims.table(cs + cs[:1])
     with pytest.raises(ValueError, match="snake_case"):
         claims.Claim("bad id", "s", 1.0, True)
+
+
+def test_undefined_numbers_become_null_in_metrics():
+    m = claims.metrics([claims.Claim("c", "s", float("nan"), None, reason="one point")],
+                       numbers={"slope": float("nan"), "n": 3})
+    assert m["claims"]["c"] == {"measured": None, "verdict": "not tested"}
+    assert m["numbers"] == {"slope": None, "n": 3.0}

@@ -663,10 +663,11 @@ def test_space_ga_stand_in_from_committed_csv(tmp_path):
     assert res.downloaded == ()
     s = load_space_ga(source=tmp_path)
     assert s.x.shape == (3107, 5) and s.x.dtype == np.float64 and len(s) == 3107
-    # first county (Autauga, AL): coordinates and ln ratios straight from the CSV
-    assert s.x[0].tolist() == pytest.approx([np.log(0.48353391174549865), np.log(0.3795130142737196),
-                                             np.log(8.688450415150667), -86.641472, 32.542207], abs=0)
-    assert s.y[0] == np.log(0.5160462729732251) and s.meta["split"] == "all"
+    # first county (Autauga, AL): coordinates and the correctly rounded ln of the CSV ratios
+    # (0.48353391174549865, 0.3795130142737196, 8.688450415150667; target 0.5160462729732251)
+    assert s.x[0].tolist() == [-0.7266338285018129, -0.9688663895230689, 2.1619946052122465,
+                               -86.641472, 32.542207]
+    assert s.y[0] == -0.6615588412165538 and s.meta["split"] == "all"
     again = prepare("space_ga", tmp_path / "two", origin="registry", cache=tmp_path / "c")
     assert again.meta["npz"]["sha256"] == res.meta["npz"]["sha256"]
 

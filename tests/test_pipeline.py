@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,28 @@ def test_forced_rerun_gives_byte_identical_figures_and_results(smoke_repo):
     before = _digest(watched)
     _run([str(BIN / "dvc"), "repro", "-f", "paper001_quadratic_figures", "--single-item"], tmp, env)
     assert _digest(watched) == before
+
+
+@pytest.mark.slow
+def test_verify_passes_on_a_rerun_and_fails_on_a_moved_number(smoke_repo):
+    """`make verify` after a forced smoke rerun: same numbers -> exit 0; a moved number -> exit 1."""
+    tmp, env = smoke_repo
+    _run(["git", "add", "-A"], tmp, env)
+    _run(["git", "commit", "-qm", "smoke results", "--no-verify"], tmp, env)
+    _run([str(BIN / "dvc"), "repro", "-f", *SMOKE_TARGETS], tmp, env)
+    ok = subprocess.run([sys.executable, "-m", "bilevel.repro", "verify"], cwd=tmp, env=env,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = (tmp / "build" / "reproduction-report.md").read_text()
+    assert "**REPRODUCED**" in report and "paper001/quadratic_summary.csv | final_grad_norm_sq | 0 |" in report
+    path = tmp / "data" / "results" / "paper001" / "quadratic_summary.csv"
+    table = pd.read_csv(path)
+    table.loc[0, "final_grad_norm_sq"] *= 1 + 1e-9
+    table.to_csv(path, index=False, float_format="%.17g")
+    bad = subprocess.run([sys.executable, "-m", "bilevel.repro", "verify"], cwd=tmp, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "MOVED: paper001/quadratic_summary.csv final_grad_norm_sq" in bad.stdout
+    _run(["git", "checkout", "--", "data/results"], tmp, env)
 
 
 def test_notebook_runner_refuses_unknown_parameter(tmp_path):

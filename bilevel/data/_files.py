@@ -4,8 +4,9 @@ Nothing here touches the network. The rules every writer follows:
 
 * a file a later step may trust is first written under a temporary name in the
   same directory, verified, and only then moved into place with
-  :func:`os.replace` (atomic on POSIX); on any error the temporary file is
-  removed, so a half-written file never carries the final name;
+  :func:`os.replace` (atomic on POSIX) by :func:`bilevel.io.atomic_path`; on
+  any error the temporary file is removed, so a half-written file never
+  carries the final name;
 * ``.npz`` files are written deterministically (sorted members, fixed zip
   timestamps and permissions), so the same arrays always give the same bytes
   and the same sha256 on a given zlib.
@@ -13,17 +14,17 @@ Nothing here touches the network. The rules every writer follows:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
+
+from ..io import atomic_path  # the project's one atomic writer (mode 0o666 & ~umask, stale temps swept)
 
 __all__ = ["repo_root", "cache_dir", "default_processed_dir", "default_fixture_dir",
            "file_hashes", "sha256_file", "array_sha256", "atomic_path", "write_json",
@@ -111,30 +112,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 def array_sha256(a: np.ndarray) -> str:
     """sha256 of an array's C-order bytes (independent of how it was stored)."""
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; move it to ``final`` on success.
-
-    The caller writes (and verifies) the temporary file inside the ``with``
-    block. If the block raises, the temporary file is deleted and ``final`` is
-    left as it was.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | os.PathLike, obj: Mapping) -> None:

@@ -13,7 +13,9 @@ Loaders read a processed ``.npz`` only after checking its sha256 against the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import time
 import types
@@ -92,6 +94,29 @@ def _pop_downloaded(obj: Any, path: str = "") -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _writable(name: str, option: str, where):
+    """Report an :class:`OSError` of writing under ``where`` (given as ``option``) as a :class:`DataError`."""
+    try:
+        yield
+    except OSError as e:
+        raise DataError(name, f"{option} {where}", f"cannot create or write files there: {e}",
+                        hint=f"pass {option} a directory you can write to (it is created if missing; "
+                             "every existing part of the path must be a directory), or fix its "
+                             "permissions") from e
+
+
+def _check_creatable(path: Path) -> None:
+    """Raise the :class:`OSError` that creating a file under ``path`` would raise, if foreseeable."""
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base))
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(base))
+
+
 def prepare(name: str, out_dir: str | os.PathLike | None = None, *, origin: str = "auto",
             cache: str | os.PathLike | None = None, embedding: str = "glove-6b-50d",
             timeout: float = 60.0) -> Prepared:
@@ -115,7 +140,8 @@ def prepare(name: str, out_dir: str | os.PathLike | None = None, *, origin: str 
     Raises:
       DataError: if no source of the chosen origin gives verified data; the
         message lists each source tried and why it failed. Nothing is written
-        then, and existing outputs are left as they were.
+        then, and existing outputs are left as they were. Also when ``out_dir``
+        or ``cache`` cannot be created or written (naming the path).
     """
     module = _check_name(name)
     if origin not in ORIGINS:
@@ -123,7 +149,11 @@ def prepare(name: str, out_dir: str | os.PathLike | None = None, *, origin: str 
                         actual=origin, hint="use one of the expected origins")
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_processed_dir()
-    root = cache_dir(cache)
+    with _writable(name, "--out", out):   # fail before any download, without creating anything
+        _check_creatable(out)
+    default_cache = "(default: $BILEVEL_DATA_CACHE or data/cache)"
+    with _writable(name, "--cache", cache if cache is not None else default_cache):
+        root = cache_dir(cache)
     options = {"timeout": timeout}
     if name == "snli":
         options["embedding"] = embedding
@@ -146,8 +176,9 @@ def prepare(name: str, out_dir: str | os.PathLike | None = None, *, origin: str 
     if errors:
         meta["sources_failed_before"] = [str(e) for e in errors]
     npz_path, json_path = out / f"{name}.npz", out / f"{name}.json"
-    meta["npz"] = write_npz(npz_path, arrays)
-    write_json(json_path, meta)
+    with _writable(name, "--out", out):
+        meta["npz"] = write_npz(npz_path, arrays)
+        write_json(json_path, meta)
     return Prepared(name, npz_path, json_path, meta, tuple(downloaded),
                     time.perf_counter() - start)
 
@@ -343,7 +374,8 @@ def build_fixtures(processed: str | os.PathLike | None = None,
     for name in names:
         npz, meta = _resolve(name, processed, None, "")
         fixture = _fixture_arrays(name, read_npz(npz))
-        info = write_npz(out / f"{name}.npz", fixture)
+        with _writable(name, "--out", out):
+            info = write_npz(out / f"{name}.npz", fixture)
         described = DATASETS[name].describe(fixture) if name != "mnist" else {
             "split_sizes": {"train": int(fixture["y_train"].size), "test": int(fixture["y_test"].size)},
             "label_counts": {s: np.bincount(fixture[f"y_{s}"], minlength=10).tolist()
@@ -357,7 +389,8 @@ def build_fixtures(processed: str | os.PathLike | None = None,
                      derived_from={"file": npz.name, "sha256": meta["npz"]["sha256"],
                                    "source": meta["provenance"]["source"]})
         manifest[name] = entry
-    write_json(manifest_path, manifest)
+    with _writable("fixtures", "--out", out):
+        write_json(manifest_path, manifest)
     return manifest
 
 

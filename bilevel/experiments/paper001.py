@@ -24,14 +24,16 @@ import math
 import numpy as np
 import pandas as pd
 
-from .. import bounds
+from .. import bounds, claims
 from ..problems import per_coordinate
 from ..problems.quadratic import paper001_grid
 from ..run import run
 from ..solvers import AID, ITD
 
 __all__ = ["quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
-           "reweighting_runs", "f2sa_quadratic", "quadratic001_f_curved", "penalty_gap_table"]
+           "reweighting_runs", "f2sa_quadratic", "quadratic001_f_curved", "penalty_gap_table",
+           "quadratic_claims", "quadratic_numbers", "feature_learning_claims", "feature_learning_numbers",
+           "reweighting_claims", "reweighting_numbers", "f2sa_claims", "f2sa_numbers"]
 
 
 def log_spaced(K: int, n: int = 200) -> np.ndarray:
@@ -495,3 +497,394 @@ def f2sa_quadratic(kappa: float, lambdas, K: int, outer_lr: float, f_curvatures_
                                         "grad_norm_sq": gn[sel],
                                         "grad_calls": tr.grad_calls.to_numpy()[sel]}))
     return pd.concat(curves, ignore_index=True), pd.DataFrame(summary)
+
+
+# =====================================================================================
+# Claims: the paper's statements checked on the tidy results (one Claim per statement)
+# =====================================================================================
+
+def _slope(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _method(summary: pd.DataFrame, method: str) -> pd.DataFrame:
+    out = summary[summary.method == method].set_index("kappa").sort_index()
+    if out.empty:
+        raise KeyError(f"no {method} rows in the summary; have {sorted(summary.method.unique())}.")
+    return out
+
+
+#: paper 001, Figure 2 (right): the ITD upper bound scaled by these factors "almost coincides" with
+#: the empirical curve and with the lower bound
+PAPER_ITD_BOUND_SCALES = {"empirical": 0.32, "lower": 0.39}
+
+
+def _quadratic_stats(summary, curves, bounds_kappa, kappa_right):
+    itd, aid = _method(summary, "ITD"), _method(summary, "AID")
+    bk = bounds_kappa.pivot(index="kappa", columns="curve", values="value").sort_index()
+    bk = bk.loc[itd.index]
+    c = curves[(curves.method == "AID") & (curves.kappa == kappa_right)].sort_values("k")
+    if c.empty:
+        raise KeyError(f"no AID curve at kappa = {kappa_right}.")
+    K = int(itd.K.iloc[0])
+    tail = c[(c.k >= K / 10) & (c.k > 0)]          # the last decade of k, fixed in advance
+    kk = itd.index.to_numpy(float)
+    st = {"itd": itd, "aid": aid, "bk": bk, "curve": c, "K": K, "n_kappa": len(kk),
+          "itd_slope_vs_kappa_minus_1": _slope(kk - 1, itd.final_grad_norm_sq) if len(kk) >= 2 else np.nan,
+          "itd_slope_vs_kappa": _slope(kk, itd.final_grad_norm_sq) if len(kk) >= 2 else np.nan,
+          "itd_avg_slope_vs_kappa": _slope(kk, itd.avg_grad_norm_sq) if len(kk) >= 2 else np.nan,
+          "itd_final_over_bound": (itd.final_grad_norm_sq / bk.itd_ours).to_numpy(),
+          "lower_over_bound": (bk.itd_lower / bk.itd_ours).to_numpy(),
+          "aid_avg_slope_vs_K": (_slope(tail.k + 1, tail.running_avg_grad_norm_sq)
+                                 if len(tail) >= 2 else np.nan)}
+    st["bound_ratio_slope"] = _slope(kk, st["lower_over_bound"]) if len(kk) >= 2 else np.nan
+    return st
+
+
+def quadratic_claims(summary: pd.DataFrame, curves: pd.DataFrame, bounds_kappa: pd.DataFrame,
+                     kappa_right: float = 2.0, min_kappas: int = 3) -> list[claims.Claim]:
+    r"""Paper 001's claims on Figures 1-2 (synthetic quadratic), checked on the tidy results.
+
+    ``summary``/``curves`` are :func:`quadratic_sweep`'s tables, ``bounds_kappa`` is
+    :func:`quadratic_bounds` over the runs' kappas at their K. Every check uses every
+    kappa of the summary (none is left out because of its value):
+
+    * ``itd_error_order_kappa2`` (Remark 6, Theorems 3-4): the log-log slope of ITD's
+      :math:`\|\nabla\Phi(x_K)\|^2` against :math:`\kappa-1` lies in [1.8, 2.2]. The
+      regressor is :math:`\kappa-1` because the lower bound on this problem is exactly
+      :math:`M^2(\kappa-1)^2` (setups.md C.1): a :math:`\Theta(\kappa^2)` curve of that form has a
+      local slope :math:`2\kappa/(\kappa-1)` against :math:`\kappa` (2.2 to 4 on the grid), which
+      would not test the order. Tolerance 0.2 = 10%: half the distance to the next
+      order's slope 3 on either side would be 0.5; 0.2 still separates 2 from the
+      finite-K drift (ITD has not reached its plateau at large kappa within K).
+      Untestable (``holds=None``) with fewer than ``min_kappas`` kappas.
+    * ``itd_above_lower_bound`` (Theorem 4) and ``itd_below_upper_bound`` (Theorem 3):
+      at every kappa.
+    * ``itd_bound_scale_empirical`` / ``itd_bound_scale_lower`` (Figure 2 right): the
+      upper bound times 0.32 (resp. 0.39) "almost coincides" with the empirical curve
+      (resp. the lower bound): the ratio lies within a factor 1.25 of the paper's scale
+      at every kappa (1.25: a gap that is visible on the paper's log axes).
+    * ``itd_bound_same_order`` (Figure 2 right: the bounds differ "by constant factors
+      ... rather than differences in order"): the log-log slope of lower bound / upper
+      bound against kappa lies in [-0.2, 0.2].
+    * ``aid_below_bounds`` (Theorem 1 and Ji et al.'s bound): AID's average under both
+      bound curves at every kappa; ``aid_bound_tighter`` (Figure 1: "our upper bound
+      curve consistently lies closer"): paper 001's bound below Ji et al.'s at every kappa.
+    * ``aid_keeps_decreasing`` (Figure 1 right: the curve "keeps decreasing" at
+      :math:`\kappa=2`): every recorded step, up to a relative 1e-9 rounding slack.
+    * ``aid_rate_one_over_K`` (Theorem 1: :math:`\mathcal O(\kappa^5/K)`): the log-log slope of
+      AID's running average against K over the last decade of K (fixed in advance)
+      lies in [-1.1, -0.9]; a converging sequence's average decays exactly like 1/K.
+    * ``itd_error_does_not_vanish`` (Remark 6 vs Theorem 1): at every kappa ITD's final
+      hypergradient error is at least :math:`M^2(\kappa-1)^2/2` while AID's is below 1% of ITD's.
+    """
+    st = _quadratic_stats(summary, curves, bounds_kappa, kappa_right)
+    itd, aid, bk, kk = st["itd"], st["aid"], st["bk"], st["itd"].index.to_numpy(float)
+    labels = [f"kappa={k:g}" for k in kk]
+    out = []
+    statement = ("single-loop ITD's non-vanishing error is O(kappa^2), matching the lower bound: "
+                 "log-log slope of ||grad Phi(x_K)||^2 vs kappa - 1")
+    if st["n_kappa"] < min_kappas:
+        out.append(claims.Claim("itd_error_order_kappa2", statement, f"{st['n_kappa']} kappas", None,
+                                "2", f"1.8 <= slope <= 2.2 over >= {min_kappas} kappas",
+                                f"only {st['n_kappa']} kappas: too few points for a slope"))
+    else:
+        out.append(claims.within("itd_error_order_kappa2", statement, st["itd_slope_vs_kappa_minus_1"],
+                                 1.8, 2.2, paper="2 (O(kappa^2))"))
+    out.append(claims.all_true("itd_above_lower_bound",
+                               "ITD's ||grad Phi(x_K)||^2 >= the lower bound (Theorem 4) at every kappa",
+                               itd.final_grad_norm_sq.to_numpy() >= bk.itd_lower.to_numpy() * (1 - 1e-9),
+                               labels, paper="Theorem 4"))
+    out.append(claims.all_true("itd_below_upper_bound",
+                               "ITD's average ||grad Phi||^2 <= paper 001's upper bound (Theorem 3) at every kappa",
+                               itd.avg_grad_norm_sq.to_numpy() <= bk.itd_ours.to_numpy(), labels,
+                               paper="Theorem 3"))
+    for key, ratio in (("empirical", st["itd_final_over_bound"]), ("lower", st["lower_over_bound"])):
+        scale = PAPER_ITD_BOUND_SCALES[key]
+        what = "the true hypergradient norm curve" if key == "empirical" else "the lower bound curve"
+        cond = (ratio >= scale / 1.25) & (ratio <= scale * 1.25)
+        c = claims.all_true(f"itd_bound_scale_{key}",
+                            f"the upper bound scaled by {scale} almost coincides with {what} (Figure 2 right)",
+                            cond, [f"{lab} (ratio {r:.3f})" for lab, r in zip(labels, ratio)],
+                            paper=f"x{scale}")
+        out.append(claims.Claim(c.id, c.statement, c.measured, c.holds, c.paper,
+                                f"ratio in [{scale / 1.25:.3g}, {scale * 1.25:.3g}] at every kappa"))
+    if st["n_kappa"] < min_kappas:
+        out.append(claims.Claim("itd_bound_same_order", "upper and lower ITD bounds differ by a constant "
+                                "factor, not in order", f"{st['n_kappa']} kappas", None, "slope 0",
+                                "-0.2 <= slope <= 0.2", f"only {st['n_kappa']} kappas"))
+    else:
+        out.append(claims.within("itd_bound_same_order",
+                                 "the difference between the upper and the lower bound arises from constant "
+                                 "factors rather than differences in order: log-log slope of lower/upper vs kappa",
+                                 st["bound_ratio_slope"], -0.2, 0.2, paper="0 (constant factor)"))
+    out.append(claims.all_true("aid_below_bounds",
+                               "AID's average ||grad Phi||^2 lies under paper 001's (Theorem 1) and Ji et al.'s "
+                               "AID bounds at every kappa",
+                               (aid.avg_grad_norm_sq.to_numpy() <= bk.loc[aid.index].aid_ours.to_numpy())
+                               & (aid.avg_grad_norm_sq.to_numpy() <= bk.loc[aid.index].aid_ji.to_numpy()),
+                               [f"kappa={k:g}" for k in aid.index], paper="Theorem 1"))
+    out.append(claims.all_true("aid_bound_tighter",
+                               "our upper bound curve consistently lies closer above ||grad Phi||^2 than Ji et "
+                               "al.'s (Figure 1 left)", (bk.aid_ours < bk.aid_ji).to_numpy(), labels,
+                               paper="Figure 1"))
+    g = st["curve"].grad_norm_sq.to_numpy(float)
+    out.append(claims.all_true("aid_keeps_decreasing",
+                               f"at kappa = {kappa_right:g} the ||grad Phi(x_k)||^2 curve keeps decreasing as the "
+                               "number of iterations increases (Figure 1 right)",
+                               g[1:] <= g[:-1] * (1 + 1e-9), [f"k={k}" for k in st["curve"].k.to_numpy()[1:]],
+                               paper="Figure 1 right"))
+    out.append(claims.within("aid_rate_one_over_K",
+                             f"AID converges like O(kappa^5/K): log-log slope of the running average vs K at "
+                             f"kappa = {kappa_right:g}, K in [K/10, K]", st["aid_avg_slope_vs_K"], -1.1, -0.9,
+                             paper="-1 (Theorem 1)"))
+    plateau = itd.M.to_numpy(float) ** 2 * (kk - 1) ** 2
+    out.append(claims.all_true("itd_error_does_not_vanish",
+                               "ITD's hypergradient error does not vanish (>= M^2(kappa-1)^2 / 2) while AID's "
+                               "does (< 1% of ITD's), at every kappa",
+                               (itd.final_hypergrad_err_sq.to_numpy() >= plateau / 2)
+                               & (aid.loc[itd.index].final_hypergrad_err_sq.to_numpy()
+                                  < 0.01 * itd.final_hypergrad_err_sq.to_numpy()), labels,
+                               paper="Remark 6"))
+    return out
+
+
+def quadratic_numbers(summary, curves, bounds_kappa, kappa_right: float = 2.0) -> dict:
+    """Key numbers of Figures 1-2 for the DVC metrics (fitted slopes, bound ratios)."""
+    st = _quadratic_stats(summary, curves, bounds_kappa, kappa_right)
+    return {"itd_slope_vs_kappa_minus_1": st["itd_slope_vs_kappa_minus_1"],
+            "itd_slope_vs_kappa": st["itd_slope_vs_kappa"],
+            "itd_avg_slope_vs_kappa": st["itd_avg_slope_vs_kappa"],
+            "itd_final_over_bound_min": float(np.min(st["itd_final_over_bound"])),
+            "itd_final_over_bound_max": float(np.max(st["itd_final_over_bound"])),
+            "lower_over_bound_min": float(np.min(st["lower_over_bound"])),
+            "lower_over_bound_max": float(np.max(st["lower_over_bound"])),
+            "aid_avg_slope_vs_K": st["aid_avg_slope_vs_K"]}
+
+
+#: paper 001, App. D: the fitted exponent of the averaged squared hypergradient norm vs kappa
+PAPER_FEATURE_EXPONENT = 2.26
+
+
+def feature_learning_claims(fits: pd.DataFrame) -> list[claims.Claim]:
+    r"""Paper 001's feature-learning claim (Figure 3 left), from :func:`exponent_fit`'s table.
+
+    ``exponent_kappa_2_26``: "the empirical dependence between the hypergradient's mean
+    squared norm and the condition number follows :math:`\mathcal O(\kappa^{2.26})`. This
+    dependence is closer to :math:`\mathcal O(\kappa^2)` than to :math:`\mathcal O(\kappa^3)`".
+    Checked: the 95% interval over seeds of the exponent of the average against
+    :math:`\kappa(x_0)` (``fit == "mean over seed"`` of the ``avg_grad_norm_sq``/``kappa0``
+    fit) lies in [1.5, 2.5]: closer to 2 than to 3, and not below the order the paper
+    reads off (the paper's 2.26 sits inside). One-sided "< 2.5" would accept an error
+    that shrinks with kappa. Untestable with a single seed (no interval).
+    """
+    f = fits
+    if "value" in f:
+        f = f[(f.value == "avg_grad_norm_sq") & (f.kappa == "kappa0")]
+    row = f[f.fit.str.startswith("mean over")]
+    if row.empty:
+        raise KeyError("no 'mean over seed' row in the exponent fits.")
+    row = row.iloc[0]
+    statement = ("the mean squared hypergradient norm of single-loop ITD grows like kappa^2.26, closer to "
+                 "kappa^2 than to kappa^3 (exponent vs kappa(x0), 95% interval over seeds)")
+    if not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high)):
+        return [claims.Claim("exponent_kappa_2_26", statement, float(row.slope), None, "2.26",
+                             "interval within [1.5, 2.5]", f"{int(row.n)} seed(s): no interval")]
+    return [claims.interval_within("exponent_kappa_2_26", statement, row.slope, (row.ci_low, row.ci_high),
+                                   1.5, 2.5, paper=f"{PAPER_FEATURE_EXPONENT}")]
+
+
+def feature_learning_numbers(fits: pd.DataFrame, summary: pd.DataFrame | None = None) -> dict:
+    r"""Every fitted exponent (estimate and interval) of the feature-learning table.
+
+    With ``summary`` also what explains a difference from the paper: the exponent of
+    :math:`\|\nabla\Phi(x_0)\|^2` itself against :math:`\kappa(x_0)` (with a fixed ridge, a
+    larger kappa is a relatively weaker ridge and a flatter outer landscape) and the range
+    of the drift :math:`\kappa(x_K)/\kappa(x_0)`.
+    """
+    out = {}
+    if summary is not None:
+        g0 = exponent_fit(summary, value="initial_grad_norm_sq")
+        out["exponent_initial_grad_norm_sq_vs_kappa0"] = float(g0[g0.fit.str.startswith("mean over")].slope.iloc[0])
+        drift = summary.kappa_final / summary.kappa0
+        out["kappa_drift_min"], out["kappa_drift_max"] = float(drift.min()), float(drift.max())
+    for _, r in fits.iterrows():
+        key = f"{r.value}_vs_{r.kappa}_{r.fit}".replace(" ", "_").replace("=", "")
+        out[f"exponent_{key}"] = float(r.slope)
+        if np.isfinite(r.ci_low):
+            out[f"exponent_{key}_ci_low"], out[f"exponent_{key}_ci_high"] = float(r.ci_low), float(r.ci_high)
+    return out
+
+
+def _reweighting_stats(summary, curves):
+    s = summary.set_index("method")
+    out = {}
+    for m in s.index:
+        r = s.loc[m]
+        c = curves[curves.method == m].sort_values("k")
+        early = c[c.k <= 0.2 * r.K]
+        first = float(c.val_loss.iloc[0])
+        drop = first - float(r.plateau_val_loss)
+        out[m] = {"plateau": float(r.plateau_val_loss),
+                  "plateau_change_rel": abs(float(r.plateau_slope_per_1000)) * float(r.plateau_fraction)
+                  * float(r.K) / 1000 / float(r.plateau_val_loss),
+                  "early_drop_fraction": (first - float(early.val_loss.min())) / drop if drop > 0 else np.nan,
+                  "min_val_loss": float(r.min_val_loss)}
+    return out
+
+
+def reweighting_claims(summary: pd.DataFrame, curves: pd.DataFrame, paper_plateau: float = 0.65,
+                       plateau_tol: float = 0.1) -> list[claims.Claim]:
+    r"""Paper 001's data re-weighting claim (Figure 3 right) on :func:`reweighting_runs`' tables.
+
+    "As the number of iterations increases, the outer-level validation loss decreases
+    rapidly and then stays near a fixed value (approximately 0.65 in this experiment).
+    This observation indicates that single-loop ITD methods indeed exhibit an
+    inherent, non-vanishing error." Checked for the single-loop run with the stand-in
+    outer step (``itd1``) and, separately, the one with the paper's outer step
+    (``itd1_paper_lr``, whose weights do not move):
+
+    * ``plateau_level[_paper_lr]``: the plateau (mean validation loss over the last
+      ``plateau_fraction`` of the run) lies within ``plateau_tol`` = 0.1 of 0.65
+      (two-sided; 0.1 absolute allows a different data subset, initialisation and seed);
+    * ``plateau_flat[_paper_lr]``: "stays near a fixed value": the fitted change over
+      that window is at most 5% of the plateau;
+    * ``decreases_rapidly``: at least half of the total decrease (first value -> plateau)
+      happens within the first 20% of the iterations;
+    * ``error_is_inherent``: the loops with N inner steps (AID, and ITD, same number of
+      inner gradient steps) reach a validation loss below single-loop ITD's plateau,
+      so the plateau is not the problem's attainable minimum.
+    """
+    st = _reweighting_stats(summary, curves)
+    out = []
+    for m, suffix, what in (("itd1", "", "stand-in outer lr"), ("itd1_paper_lr", "_paper_lr", "paper's outer lr")):
+        if m not in st:
+            continue
+        r = st[m]
+        out.append(claims.within(f"plateau_level{suffix}",
+                                 f"single-loop ITD ({what}): the validation loss stays near a fixed value, "
+                                 "approximately 0.65", r["plateau"], paper_plateau - plateau_tol,
+                                 paper_plateau + plateau_tol, paper=f"{paper_plateau}"))
+        out.append(claims.within(f"plateau_flat{suffix}",
+                                 f"single-loop ITD ({what}): the validation loss then stays near a fixed value "
+                                 "(relative change over the plateau window)", r["plateau_change_rel"], 0.0, 0.05,
+                                 paper="flat"))
+    r = st["itd1"]
+    out.append(claims.within("decreases_rapidly",
+                             "the validation loss decreases rapidly (fraction of the total decrease reached in "
+                             "the first 20% of the iterations)", r["early_drop_fraction"], 0.5, 1.0,
+                             paper="rapid decrease"))
+    loops = [m for m in ("aidN", "itdN") if m in st]
+    if loops:
+        out.append(claims.all_true("error_is_inherent",
+                                   "single-loop ITD exhibits an inherent, non-vanishing error: the N-step loops "
+                                   "reach a lower validation loss than its plateau",
+                                   [st[m]["min_val_loss"] < r["plateau"] for m in loops],
+                                   [f"{m} (min {st[m]['min_val_loss']:.3f} vs {r['plateau']:.3f})" for m in loops],
+                                   paper="inherent error"))
+    return out
+
+
+def reweighting_numbers(summary: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """Plateau levels, their relative change, and the loops' minima per run."""
+    out = {}
+    for m, r in _reweighting_stats(summary, curves).items():
+        for k, v in r.items():
+            out[f"{m}_{k}"] = v
+    return out
+
+
+def _f2sa_stats(summary, gaps, asymptotic_lambda):
+    g = gaps[gaps.lmbda >= asymptotic_lambda]
+    lam_slopes = {float(k): _slope(d.lmbda, d.gap_x0) for k, d in g.groupby("kappa") if len(d) >= 2}
+    top = gaps[gaps.lmbda == gaps.lmbda.max()]
+    f2 = summary[summary.method == "F2SA"]
+    curved = f2[(f2.f_curvature_over_L > 0) & (f2.lmbda >= 10)].sort_values("lmbda")
+    return {"lam_slopes": lam_slopes, "kappa_slope": _slope(top.kappa, top.gap_x0) if len(top) >= 2 else np.nan,
+            "lambda_top": float(gaps.lmbda.max()), "f2": f2, "curved": curved,
+            "f2sa_slope": (_slope(curved.lmbda, np.sqrt(curved.final_grad_norm_sq)) if len(curved) >= 2
+                           else np.nan),
+            "rel": (curved.final_grad_norm_sq / curved.stationary_grad_norm_sq - 1).abs().to_numpy()}
+
+
+def f2sa_claims(summary: pd.DataFrame, gaps: pd.DataFrame, asymptotic_lambda: float = 1000.0,
+                min_K: int = 1000) -> list[claims.Claim]:
+    r"""F²SA's penalty bias (paper 001, Lemma 13 = Kwon et al., Lemma 3.1; Theorem 5), checked.
+
+    ``gaps`` is :func:`penalty_gap_table` (curved variant), ``summary`` is
+    :func:`f2sa_quadratic`'s summary.
+
+    * ``gap_one_over_lambda``: the exact gap :math:`\|\nabla\Phi_\lambda-\nabla\Phi\|` at
+      :math:`x_0` decays like :math:`1/\lambda`: log-log slope in [-1.05, -0.95] at every kappa,
+      over :math:`\lambda\ge` ``asymptotic_lambda`` (the asymptotic regime, fixed in advance;
+      the constant of Lemma 3.1 holds for :math:`\lambda\ge 3\kappa`-ish, reached later for larger kappa);
+    * ``gap_kappa_cubed``: at the largest :math:`\lambda` the gap grows like :math:`\kappa^3`:
+      slope in [2.8, 3.2] (±0.2: the curved variant's constant depends on kappa through
+      lower-order terms);
+    * ``no_bias_on_quadratic`` (ours, derived in the notebook): on paper 001's quadratic the
+      stationary points of :math:`\Phi_\lambda` are those of :math:`\Phi` at every lambda;
+    * ``f2sa_bias_one_over_lambda``: F²SA's final :math:`\|\nabla\Phi(x_K)\|` on the curved
+      variant decays like :math:`1/\lambda` (:math:`\lambda\ge10`): slope in [-1.1, -0.9];
+    * ``f2sa_reaches_stationary_point``: F²SA's final value equals the exact value at the
+      stationary point of :math:`\Phi_\lambda` to 1e-3 relatively, at every lambda;
+    * ``f2sa_beats_itd``: on the quadratic F²SA's final value is below 1% of single-loop
+      ITD's plateau, at every lambda.
+
+    The last three need converged runs: with ``K < min_K`` they are not tested
+    (``holds=None``; the smoke profile's K = 100 is far from the stationary point).
+    """
+    st = _f2sa_stats(summary, gaps, asymptotic_lambda)
+    out = []
+    if st["lam_slopes"]:
+        out.append(claims.all_true("gap_one_over_lambda",
+                                   "the penalty gap ||grad Phi_lambda - grad Phi|| is O(kappa^3 / lambda): slope "
+                                   f"-1 vs lambda (lambda >= {asymptotic_lambda:g}) at every kappa",
+                                   [abs(v + 1) <= 0.05 for v in st["lam_slopes"].values()],
+                                   [f"kappa={k:g} (slope {v:.3f})" for k, v in st["lam_slopes"].items()],
+                                   paper="-1 (Lemma 13)"))
+    else:
+        out.append(claims.Claim("gap_one_over_lambda", "the penalty gap is O(1/lambda)", "no kappa with 2 lambdas",
+                                None, "-1 (Lemma 13)", "slope in [-1.05, -0.95]",
+                                f"fewer than two lambdas >= {asymptotic_lambda:g}"))
+    out.append(claims.within("gap_kappa_cubed",
+                             f"the penalty gap is O(kappa^3 / lambda): slope vs kappa at lambda = "
+                             f"{st['lambda_top']:g}", st["kappa_slope"], 2.8, 3.2, paper="3 (Lemma 13)"))
+    exact0 = st["f2"][st["f2"].f_curvature_over_L == 0]
+    out.append(claims.all_true("no_bias_on_quadratic",
+                               "(ours) on paper 001's quadratic (f linear in y) the stationary points of "
+                               "Phi_lambda are those of Phi", (exact0.stationary_grad_norm_sq < 1e-20).to_numpy(),
+                               [f"lambda={v:g}" for v in exact0.lmbda], paper=""))
+    K = int(st["f2"].K.iloc[0])
+    itd = summary[(summary.method == "ITD") & (summary.f_curvature_over_L == 0)].final_grad_norm_sq
+    reason = f"K = {K} < {min_K}: the runs have not converged to the stationary point of Phi_lambda"
+    if K < min_K:
+        for cid, statement, paper in (
+                ("f2sa_bias_one_over_lambda", "F2SA's final ||grad Phi(x_K)|| decays like 1/lambda", "-1"),
+                ("f2sa_reaches_stationary_point", "F2SA converges to the stationary point of Phi_lambda",
+                 "Theorem 5"),
+                ("f2sa_beats_itd", "F2SA (no bias here) ends below 1% of single-loop ITD's plateau", "")):
+            out.append(claims.Claim(cid, statement, f"K = {K}", None, paper, "", reason))
+        return out
+    out.append(claims.within("f2sa_bias_one_over_lambda",
+                             "F2SA's final ||grad Phi(x_K)|| on the curved variant decays like 1/lambda "
+                             "(lambda >= 10)", st["f2sa_slope"], -1.1, -0.9, paper="-1 (Lemma 13, Theorem 5)"))
+    out.append(claims.all_true("f2sa_reaches_stationary_point",
+                               "F2SA with fixed lambda converges to the stationary point of Phi_lambda: final "
+                               "||grad Phi||^2 equals its exact value there to 1e-3",
+                               st["rel"] < 1e-3, [f"lambda={v:g}" for v in st["curved"].lmbda], paper="Theorem 5"))
+    out.append(claims.all_true("f2sa_beats_itd",
+                               "on paper 001's quadratic F2SA ends below 1% of single-loop ITD's plateau",
+                               (exact0.final_grad_norm_sq < 1e-2 * float(itd.iloc[0])).to_numpy(),
+                               [f"lambda={v:g}" for v in exact0.lmbda], paper="Theorem 5 vs Remark 6"))
+    return out
+
+
+def f2sa_numbers(summary: pd.DataFrame, gaps: pd.DataFrame, asymptotic_lambda: float = 1000.0) -> dict:
+    """Fitted slopes of the exact gap (per kappa, vs kappa) and of F²SA's final error vs lambda."""
+    st = _f2sa_stats(summary, gaps, asymptotic_lambda)
+    out = {f"gap_slope_vs_lambda_kappa{k:g}": v for k, v in st["lam_slopes"].items()}
+    out["gap_slope_vs_kappa"] = st["kappa_slope"]
+    out["f2sa_slope_vs_lambda"] = st["f2sa_slope"]
+    out["f2sa_rel_to_stationary_max"] = float(np.max(st["rel"])) if len(st["rel"]) else float("nan")
+    return out

@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import claims
 from ..errors import DivergenceError
 from ..problems.uniform_convex import example3
 from ..run import run
 from ..solvers import make
 from ..solvers.unibio import epoch_schedule
 
-__all__ = ["example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
+__all__ = ["example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
            "PAPER_OUTER_LRS", "BASELINES", "METHOD_LABELS"]
 
 #: paper 002 §6: UL learning rates of UniBiO per p (LL rate gamma_1 = 1 for every p)
@@ -254,3 +255,125 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+# =====================================================================================
+# Claims: the paper's statements checked on the tidy results (one Claim per statement)
+# =====================================================================================
+
+def _level_id(var: float) -> str:
+    return f"var{var:g}".replace(".", "p").replace("-", "m")
+
+
+def _ordered(values) -> np.ndarray:
+    v = np.asarray(values, float)
+    return np.diff(v) > 0
+
+
+def example3_claims(summary: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFrame | None = None,
+                    min_T: int = 200, order_fraction: float = 0.9) -> list[claims.Claim]:
+    r"""Paper 002's claims on Example 3 (§6 Figure 1, App. E.3 Figure 5, App. E.1), checked.
+
+    ``summary``/``curves`` are :func:`example3_runs`' tables, ``grid`` is
+    :func:`baseline_grid`'s (optional). Every p and every noise level is tested:
+
+    * ``slower_at_T_<level>`` ("larger p will make our algorithm UniBiO converge
+      slower", Figure 1): at every noise level the averaged hypergradient at the last T
+      increases strictly with p, for every consecutive pair of p;
+    * ``slower_over_T_<level>``: the same ordering holds at a fraction >= ``order_fraction``
+      of the T in the second half of the run. The window [T/2, T] is fixed in advance:
+      from :math:`x_0=1` every run passes :math:`x=0` (where :math:`|\nabla\Phi|=1` is largest)
+      and a faster p gets there sooner, so the running averages cross early by
+      construction. Untestable (``holds=None``) for ``T < min_T`` (the slowest p has not
+      passed :math:`x=0` yet);
+    * ``rate_slope_increases_with_p`` (Figure 5(b): "as p increases, the slope magnitude
+      decreases"): the fitted log-log slopes of the deterministic run, every pair of p;
+    * ``inner_iterations_grow_with_p`` (App. E.3: "larger p significantly increases the
+      inner-loop iterations"): lower-level steps per outer iteration strictly increase with p;
+    * ``unibio_beats_baselines`` (App. E.1, UniBiO compared against StocBiO, TTSA and
+      MA-SOBA): UniBiO's best averaged :math:`|\nabla\Phi|` is at most every baseline's, at every p;
+    * ``slower_at_equal_lr`` (the p-ordering of §6 at equal learning rates): on the E.1
+      grid (same grid for every p) UniBiO's best averaged :math:`|\nabla\Phi|` increases with p;
+    * ``unibio_never_diverges`` (ours, not in the paper): no UniBiO grid run diverges.
+    """
+    out = []
+    T = int(summary["T"].max())
+    for var in sorted(summary.noise_variance.unique()):
+        s = summary[summary.noise_variance == var].sort_values("p")
+        ps = s.p.to_numpy()
+        pairs = [f"p={a}<{b}" for a, b in zip(ps[:-1], ps[1:])]
+        what = "deterministic" if var == 0 else f"noise variance {var:g}"
+        out.append(claims.all_true(f"slower_at_T_{_level_id(var)}",
+                                   f"larger p makes UniBiO converge slower ({what}): averaged hypergradient at "
+                                   "T increases with p", _ordered(s.avg_hypergrad_at_y),
+                                   [f"{lab} ({a:.4g} vs {b:.4g})" for lab, a, b in
+                                    zip(pairs, s.avg_hypergrad_at_y.to_numpy()[:-1], s.avg_hypergrad_at_y.to_numpy()[1:])],
+                                   paper="Figure 1"))
+        c = curves[curves.noise_variance == var].pivot(index="t", columns="p", values="avg_hypergrad_at_y")
+        c = c.iloc[len(c) // 2:]
+        frac = float((np.diff(c.to_numpy(), axis=1) > 0).all(axis=1).mean())
+        cid = f"slower_over_T_{_level_id(var)}"
+        st = (f"larger p makes UniBiO converge slower ({what}): fraction of T in [T/2, T] at which the "
+              "averaged curves are ordered in p")
+        if T < min_T:
+            out.append(claims.Claim(cid, st, frac, None, "Figure 1", f"fraction >= {order_fraction:g}",
+                                    f"T = {T} < {min_T}: the slowest p has not passed x = 0"))
+        else:
+            out.append(claims.within(cid, st, frac, order_fraction, 1.0, paper="Figure 1"))
+    det = summary[summary.noise_variance == 0].sort_values("p")
+    if len(det):
+        ps = det.p.to_numpy()
+        pairs = [f"p={a}<{b}" for a, b in zip(ps[:-1], ps[1:])]
+        out.append(claims.all_true("rate_slope_increases_with_p",
+                                   "as p increases, the slope magnitude decreases, indicating slower convergence "
+                                   "(fitted slopes, deterministic)", _ordered(det.slope),
+                                   [f"{lab} ({a:.3f} vs {b:.3f})" for lab, a, b in
+                                    zip(pairs, det.slope.to_numpy()[:-1], det.slope.to_numpy()[1:])],
+                                   paper="Figure 5(b)"))
+        out.append(claims.all_true("inner_iterations_grow_with_p",
+                                   "larger p significantly increases the inner-loop iterations (lower-level steps "
+                                   "per outer iteration)", _ordered(det.inner_steps_per_iter),
+                                   [f"{lab} ({a:g} vs {b:g})" for lab, a, b in
+                                    zip(pairs, det.inner_steps_per_iter.to_numpy()[:-1],
+                                        det.inner_steps_per_iter.to_numpy()[1:])],
+                                   paper="App. E.3 (values lost)"))
+    if grid is not None:
+        best = grid[grid.best].pivot(index="p", columns="label", values="avg_grad_norm").sort_index()
+        conds, labels = [], []
+        for p, row in best.iterrows():
+            for m in row.index:
+                if m != "UniBiO":
+                    conds.append(row["UniBiO"] <= row[m])
+                    labels.append(f"p={p} {m} ({row[m]:.4g} vs UniBiO {row['UniBiO']:.4g})")
+        out.append(claims.all_true("unibio_beats_baselines",
+                                   "UniBiO reaches a smaller averaged ground-truth hypergradient than StocBiO, TTSA "
+                                   "and MA-SOBA at their grid-searched learning rates", conds, labels,
+                                   paper="App. E.1"))
+        u = best["UniBiO"].to_numpy()
+        ps = best.index.to_numpy()
+        out.append(claims.all_true("slower_at_equal_lr",
+                                   "larger p makes UniBiO converge slower, at learning rates grid-searched on the "
+                                   "same grid for every p (averaged |grad Phi| increases with p)", _ordered(u),
+                                   [f"p={a}<{b} ({x:.4g} vs {y:.4g})" for a, b, x, y in
+                                    zip(ps[:-1], ps[1:], u[:-1], u[1:])], paper="§6 with App. E.1's grid"))
+        div = grid[grid.label == "UniBiO"].groupby("p").diverged.sum()
+        out.append(claims.all_true("unibio_never_diverges",
+                                   "(ours, not in the paper) no UniBiO run of the grid diverges (normalized steps, "
+                                   "projected Epoch-SGD)", (div == 0).to_numpy(),
+                                   [f"p={p} ({int(n)} diverged)" for p, n in div.items()]))
+    return out
+
+
+def example3_numbers(summary: pd.DataFrame, grid: pd.DataFrame | None = None) -> dict:
+    """Fitted slopes, averaged hypergradients at T and inner steps per p; the grid's best values."""
+    out = {}
+    for _, r in summary.iterrows():
+        lev = _level_id(r.noise_variance)
+        out[f"avg_hypergrad_p{int(r.p)}_{lev}"] = float(r.avg_hypergrad_at_y)
+        if r.noise_variance == 0:
+            out[f"slope_p{int(r.p)}"] = float(r.slope)
+            out[f"inner_steps_per_iter_p{int(r.p)}"] = float(r.inner_steps_per_iter)
+    if grid is not None:
+        for _, r in grid[grid.best].iterrows():
+            out[f"best_avg_grad_norm_{r.method}_p{int(r.p)}"] = float(r.avg_grad_norm)
+    return out
