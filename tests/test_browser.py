@@ -32,7 +32,6 @@ FIGURE_NOTEBOOKS = {"notebooks/paper001/02_quadratic_figures.ipynb", "notebooks/
                     "notebooks/paper002/03_example3_figures.ipynb", "notebooks/paper003/02_mnist_figures.ipynb",
                     "notebooks/paper003/04_hyperrep_tables.ipynb", "notebooks/paper000/02_ssaid_figures.ipynb",
                     "notebooks/paper004/01_tutorial.ipynb"}
-NO_LONG_RUNS = {"notebooks/paper000/01_ssaid_runs.ipynb"}   # many short runs, no run.py progress loop
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 pytestmark = pytest.mark.slow
@@ -214,7 +213,7 @@ def test_every_notebook_runs_in_jupyterlab_with_inline_figures(lab):
             failures.append(f"{rel}: tqdm found no ipywidgets (IProgress not found)")
         bars = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
         timings[rel]["progress_bars"] = bars
-        if rel not in FIGURE_NOTEBOOKS | NO_LONG_RUNS and bars < 1:
+        if rel not in FIGURE_NOTEBOOKS and bars < 1:
             failures.append(f"{rel}: its runs showed no progress bar (no tqdm widget output)")
         if rel in FIGURE_NOTEBOOKS and (images < 1 or res["shown"] < 1):
             failures.append(f"{rel}: no inline figure ({images} image/png outputs, {res['shown']} <img> shown)")
