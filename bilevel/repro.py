@@ -252,7 +252,7 @@ def compare_tables(old, new, rel: str, tol: Tolerances) -> list[dict]:
                 diff += " (NaN pattern changed)"
             tolerance = f"rtol {rule['rtol']:g}" + (f", atol {rule['atol']:g}" if rule["atol"] else "")
         else:
-            eq = (a.astype(str) == b.astype(str))
+            eq = (a.astype(str) == b.astype(str)) | (a.isna() & b.isna())   # pandas 3: str NaN != NaN
             within = bool(eq.all())
             diff = "identical" if within else f"{int((~eq).sum())} values differ"
             tolerance = "identical"

@@ -56,7 +56,7 @@ def test_missing_dep_is_reported(tmp_path):
 
 def _tables(**new_cols):
     old = pd.DataFrame({"k": [0, 1, 2], "loss": [1.0, 0.5, float("nan")], "time_s": [0.1, 0.2, 0.3],
-                        "method": ["AID", "AID", "ITD"]})
+                        "method": ["AID", "AID", "ITD"], "reason": [None, "smoke", None]})
     new = old.copy()
     for c, v in new_cols.items():
         new[c] = v
@@ -70,7 +70,7 @@ def _verdicts(rows):
 def test_identical_tables_pass_and_wall_time_is_not_compared():
     old, new = _tables(time_s=[9.0, 9.0, 9.0])
     v = _verdicts(repro.compare_tables(old, new, "p/x.csv", repro.Tolerances()))
-    assert v == {"k": "ok", "loss": "ok", "time_s": "wall time (not compared)", "method": "ok"}
+    assert v == {"k": "ok", "loss": "ok", "time_s": "wall time (not compared)", "method": "ok", "reason": "ok"}
 
 
 @pytest.mark.parametrize("col,val", [("loss", [1.0, 0.5000001, float("nan")]),
