@@ -9,7 +9,6 @@ import torch
 import bilevel as bl
 from bilevel import outer
 from bilevel.errors import DivergenceError
-from bilevel.experiments import paper003
 from bilevel.problems import hyperparam
 
 
@@ -167,16 +166,3 @@ def test_stable_step_rejects_bad_input():
         hyperparam.StableStep(0.0, 10.0)
     with pytest.raises(ValueError, match="n_seeds"):
         hyperparam.StableStep(1.0, 10.0, 0)
-
-
-def test_hyperrep_protocols_build_the_right_solvers():
-    s = paper003.make_solver(dict(method="itd", N=20, protocol="sow"), 1e-3, 1e-3, 0.05)
-    assert (s.warm_start, s.outer_optimizer) == (False, "adam")
-    s = paper003.make_solver(dict(method="aid", N=1, Q=20, protocol="warm"), 1e-3, 1e-3, 0.05)
-    assert (s.warm_start, s.outer_optimizer) == (True, "sgd")
-    s = paper003.make_solver(dict(method="aid", N=1, Q=20), 1e-3, 1e-3, 0.05)
-    assert (s.warm_start, s.outer_optimizer) == (True, "sgd")     # the old default
-    assert paper003.variant_key(dict(method="itd", N=20, protocol="warm")) == "itd_N20_warm"
-    assert paper003.variant_key(dict(method="itd", N=20, protocol="sow")) == "itd_N20"
-    with pytest.raises(ValueError, match="protocol"):
-        paper003.variant_key(dict(method="itd", N=20, protocol="cold"))
