@@ -538,19 +538,23 @@ def mnist_numbers(comparisons: pd.DataFrame) -> dict:
 PAPER_TABLE3_RATIO = 10.0
 
 
-def hyperrep_paper_claims(curves: pd.DataFrame, ks=(500, 1000), table_factor: float = 2.0,
-                          plateau_factor: float = 3.0, table_ks=None) -> list[claims.Claim]:
-    r"""Paper 003's hyper-representation claims (Table 3, Table 2, Appendix F), means over seeds.
+def hyperrep_paper_claims(curves: pd.DataFrame, ks=(500, 1000), rtol: float = 0.1,
+                          plateau_factor: float = 3.0, table_ks=None,
+                          table_seed: int | None = 0) -> list[claims.Claim]:
+    r"""Paper 003's hyper-representation claims (Table 3, Table 2, Appendix F).
 
     * ``table3_nn_loop_k<k>`` / ``table3_no_loop_k<k>``, at every :math:`k` of Table 3
       (``table_ks``; default: every one of 10, 50, 100, 500, 1000 evaluated in ``curves``):
-      the validation loss of N-N-loop ITD (N = 20) and No-loop ITD (N = 1) lies within a
-      factor ``table_factor`` = 2 of the paper's value (two-sided; 2 is well inside the
-      factor 10 that separates the paper's two rows at k >= 100, and allows the lost
-      hyperparameters / GD instead of Adam). The early columns (k <= 50) depend on the
-      lost step sizes and optimizer more than on the loops; they are tested all the same.
+      the validation loss of N-N-loop ITD (N = 20) and No-loop ITD (N = 1) of seed
+      ``table_seed`` (0: Sow et al.'s data and initial point, the paper's run; ``None``
+      or a seed absent from ``curves``: the mean over seeds) lies within ``rtol`` = 10 %
+      of the paper's value, two-sided. Under the paper's protocol (``"sow"``: restart
+      from :math:`w_0`, Adam on :math:`H`) the columns k = 10, 50 agree to < 0.1 %;
+      the paper prints k = 100's 0.01 with one significant digit, so a value that
+      rounds to it may still miss 10 % (see :func:`table3_comparison`).
 
-    At each :math:`k` of ``ks`` (the paper's text: "after 500 total iterations"):
+    At each :math:`k` of ``ks`` (the paper's text: "after 500 total iterations"), means
+    over seeds:
 
     * ``table3_ratio_k<k>`` ("N = 1 converges to a much larger loss value of 0.04"): the
       ratio No-loop / N-N-loop lies in [10 / ``plateau_factor``, 10 x ``plateau_factor``];
@@ -561,21 +565,33 @@ def hyperrep_paper_claims(curves: pd.DataFrame, ks=(500, 1000), table_factor: fl
       N = 20 has a lower validation loss than with N = 1, for Q = 1 and Q = 20.
 
     Comparisons whose variants are absent from ``curves`` are left out (the notebook's
-    smoke configuration may run fewer variants).
+    smoke configuration may run fewer variants); so are the warm-started extras
+    (``*_warm`` keys), which are not the paper's protocol.
     """
+    if not 0 < rtol < 1:
+        raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}.")
     have = set(curves.variant.unique())
     out = []
     if table_ks is None:
         evaluated = set(curves.k.unique())
         table_ks = [k for k in TABLE3_K if k in evaluated]
+
+    def cell(key, k):
+        t = curves[(curves.variant == key) & (curves.k == k)]
+        if table_seed is not None and (t.seed == table_seed).any():
+            return float(t[t.seed == table_seed].val_loss.iloc[0]), f"seed {table_seed}"
+        return _mean_at(curves, key, k, "val_loss"), "mean over seeds"
+
     if {"itd_N1", "itd_N20"} <= have:
         for key, cid, what in (("itd_N20", "table3_nn_loop", "N-N-loop ITD (N = 20)"),
                                ("itd_N1", "table3_no_loop", "No-loop ITD (N = 1)")):
             for k in table_ks:
                 paper = PAPER_TABLE3[key][TABLE3_K.index(k)]
-                out.append(claims.within(f"{cid}_k{k}", f"{what} validation loss at k = {k} (Table 3)",
-                                         _mean_at(curves, key, k, "val_loss"), paper / table_factor,
-                                         paper * table_factor, paper=f"{paper:g}"))
+                value, which = cell(key, k)
+                out.append(claims.within(f"{cid}_k{k}",
+                                         f"{what} validation loss at k = {k} (Table 3; {which})",
+                                         value, paper * (1 - rtol), paper * (1 + rtol),
+                                         paper=f"{paper:g}"))
     for k in ks:
         if {"itd_N1", "itd_N20"} <= have:
             nn, no = _mean_at(curves, "itd_N20", k, "val_loss"), _mean_at(curves, "itd_N1", k, "val_loss")
@@ -615,6 +631,9 @@ def hyperrep_numbers(curves: pd.DataFrame, ks=(500, 1000)) -> dict:
             for k in TABLE3_K:
                 if k in evaluated:
                     out[f"table3_{key}_val_loss_k{k}"] = _mean_at(curves, key, k, "val_loss")
+                    s0 = curves[(curves.variant == key) & (curves.k == k) & (curves.seed == 0)]
+                    if len(s0):
+                        out[f"table3_{key}_val_loss_k{k}_seed0"] = float(s0.val_loss.iloc[0])
     for v in curves.variant.unique():
         for k in ks:
             for m in ("val_loss", "phi", "grad_norm_sq"):
