@@ -41,6 +41,8 @@ def test_table3_comparison_holds_on_the_papers_numbers_and_fails_on_moved_ones()
     assert np.allclose(t.rel_diff, 0.0)
     assert (t.others_n == 2).all()
     assert t.val_floor.iloc[0] == pytest.approx(hyperrep.validation_floor())
+    assert t[t.k < 200].seed0_window_median.isna().all()
+    assert (t[t.k >= 500].seed0_window_median == t[t.k >= 500].seed0).all()   # one point per k here
     moved = paper003.table3_comparison(_table3_curves(1.15))     # 15 % off: fails both ways
     assert not moved.within_rtol.any()
     low = paper003.table3_comparison(_table3_curves(0.85))

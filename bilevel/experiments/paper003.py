@@ -653,8 +653,9 @@ def table3_comparison(curves: pd.DataFrame, ks=TABLE3_K, rtol: float = 0.1,
       ``agrees_printed``: ``seed0`` rounded to the decimals the paper printed
       equals the paper's number (0.0122 agrees with "0.01");
       ``seed0_window_median``: seed 0's median over the evaluated iterations in
-      :math:`[k - \text{window}, k]` (Adam's late iterates spike now and then
-      once the hypergradient is tiny, so a single iteration can be an outlier);
+      :math:`[k - \text{window}, k]` for :math:`k \ge 2\,\text{window}`, NaN before
+      (Adam's late iterates spike now and then once the hypergradient is tiny,
+      so a single late iteration can be an outlier);
     * ``others_mean``, ``others_std``, ``others_min``, ``others_max``,
       ``others_n``: the further seeds (other initial points, same data);
     * ``phi_seed0``, ``grad_norm_sq_seed0``: the exact :math:`\Phi(H_k)` and
@@ -678,7 +679,7 @@ def table3_comparison(curves: pd.DataFrame, ks=TABLE3_K, rtol: float = 0.1,
             v0 = float(s0.val_loss.iloc[0]) if len(s0) else np.nan
             rel = abs(v0 / paper[j] - 1.0)
             dec = PAPER_TABLE3_DECIMALS[key][j]
-            w0 = c[(c.seed == 0) & (c.k >= k - window) & (c.k <= k)]
+            w0 = c[(c.seed == 0) & (c.k >= k - window) & (c.k <= k)] if k >= 2 * window else c.iloc[:0]
             rows.append({"variant": key, "label": c.label.iloc[0], "scheme": c.scheme.iloc[0],
                          "k": int(k), "paper": paper[j], "seed0": v0, "rel_diff": rel,
                          "seed0_window_median": float(w0.val_loss.median()) if len(w0) else np.nan,
