@@ -6,7 +6,7 @@ import math
 import operator
 from typing import Iterable
 
-__all__ = ["step_size", "check_step_shape", "positive_float", "positive_int", "nonneg_int", "choice", "unit_interval"]
+__all__ = ["step_size", "resolve_step", "check_step_shape", "positive_float", "positive_int", "nonneg_int", "choice", "unit_interval"]
 
 
 def positive_float(owner: str, name: str, value, allow_none: bool = False):
@@ -64,7 +64,8 @@ def choice(owner: str, name: str, value, options: Iterable[str]):
 
 
 def step_size(owner: str, name: str, value, allow_none: bool = False):
-    """A step size: a finite positive number, or a 1-D tensor of them (per coordinate).
+    """A step size: a finite positive number, a 1-D tensor of them (per coordinate), or a
+    step rule: a callable ``x -> step`` evaluated at the outer iterate (:func:`resolve_step`).
 
     Per-coordinate steps act as a diagonal preconditioner; they are how one
     run batches several independent problems stacked block-wise
@@ -75,6 +76,8 @@ def step_size(owner: str, name: str, value, allow_none: bool = False):
         import torch
     except ImportError:  # pragma: no cover
         torch = None
+    if callable(value) and not (torch is not None and isinstance(value, torch.Tensor)):
+        return value          # a step rule x -> step (see resolve_step)
     if torch is not None and isinstance(value, torch.Tensor):
         if value.ndim != 1 or not value.is_floating_point():
             raise ValueError(f"{owner}: {name} as a tensor must be a 1-D floating tensor of "
@@ -83,6 +86,14 @@ def step_size(owner: str, name: str, value, allow_none: bool = False):
             raise ValueError(f"{owner}: every entry of {name} must be finite and positive.")
         return value
     return positive_float(owner, name, value, allow_none=allow_none)
+
+
+def resolve_step(value, x):
+    """The step to use at outer iterate ``x``: ``value(x)`` for a step rule, else ``value``.
+
+    A rule's result is a constant of the step (it is not differentiated through).
+    """
+    return value(x) if callable(value) and not hasattr(value, "dtype") else value
 
 
 def check_step_shape(owner: str, name: str, value, like, size: int):

@@ -13,7 +13,8 @@ class BilevelError(RuntimeError):
 
 
 class DivergenceError(BilevelError, FloatingPointError):
-    """An iterate or an estimate became NaN or infinite, or grew without bound.
+    """An iterate or an estimate became NaN or infinite, or grew without bound
+    (past :func:`bilevel.run`'s ``growth_limit`` or a solver's ``max_abs``).
 
     Attributes:
       iteration: the outer iteration ``k`` at which the non-finite value was
@@ -40,7 +41,8 @@ class DivergenceError(BilevelError, FloatingPointError):
             where = (f"between outer iterations k={last_finite} (last finite check) "
                      f"and k={iteration}")
         if growth is None:
-            what = f"{quantity} became NaN/Inf {where}"
+            # a solver guard (max_abs) says "exceeds" in its hint
+            what = f"{quantity} {'exploded' if 'exceeds' in hint else 'became NaN/Inf'} {where}"
         else:
             value, initial, limit = growth
             what = (f"{quantity} = {value:.4g} at outer iteration k={iteration} exceeds "

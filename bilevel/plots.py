@@ -242,6 +242,9 @@ STYLE.update({
     "itd_N1": dict(color="#d62728", ls="-", marker="s"),
     "itd_N20": dict(color="#1f77b4", ls="-", marker="s"),
 })
+# the hyper-representation's warm-started extras (keys ``*_warm``): same colours, dotted
+STYLE.update({f"{k}_warm": dict(STYLE[k], ls=":") for k in
+              ("aid_N1_Q1", "aid_N1_Q20", "aid_N20_Q1", "aid_N20_Q20", "itd_N1", "itd_N20")})
 __all__ += ["paper003_loss_curves", "paper003_hyperrep_figure"]
 
 

@@ -87,6 +87,8 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     values; it never changes a run that passes it.
     A :class:`~bilevel.LinearSolveError` of the solver's step (inner Hessian not
     positive definite) is re-raised with the outer iteration ``k``.
+    A solver's own guard (AID's and ITD's ``max_abs``) that trips during step
+    ``k`` is re-raised as a :class:`~bilevel.DivergenceError` naming ``k``.
     Randomness comes only from ``torch.Generator(device).manual_seed(seed)``
     (the solver's own stream) and the oracles' ``"outer"``/``"inner"``/``"noise"``
     streams derived from the same seed (:class:`~bilevel.oracles.Oracles`);
@@ -174,6 +176,11 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
         except LinearSolveError as e:
             raise LinearSolveError(f"{solver.name}, outer iteration k={k}: {e}", e.iteration,
                                    e.curvature, e.block) from e
+        except DivergenceError as e:             # a solver's guard: name the iteration
+            if e.iteration >= 0:
+                raise
+            raise DivergenceError(e.quantity, k, solver.name, last_finite=last_ok,
+                                  hint=e.hint) from None
         _sync(device)
         elapsed += time.perf_counter() - t0
         if k % eval_every == 0:

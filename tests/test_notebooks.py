@@ -63,7 +63,7 @@ def test_bool_and_str_parameters_are_checked():
 def test_unknown_names_and_profiles_are_refused():
     with pytest.raises(UnknownParameterError, match=r"unknown parameter\(s\) \['kapas'\].*'kappas'"):
         load_params("paper001_quadratic", "smoke", {"kapas": [2.0]}, root=ROOT)
-    with pytest.raises(FileNotFoundError, match="params-gpu.yaml.*known profiles: \\['paper', 'smoke'\\]"):
+    with pytest.raises(FileNotFoundError, match="params-gpu.yaml.*known profiles: \\['cpu', 'paper', 'smoke'\\]"):
         load_params("paper001_quadratic", "gpu", root=ROOT)
     with pytest.raises(KeyError, match="no section 'paper009'"):
         load_params("paper009", "smoke", root=ROOT)

@@ -355,7 +355,8 @@ def test_make_builds_registered_solvers():
     assert isinstance(s, ITD) and s.inner_steps == 3 and s.name == "itd"
     assert {"aid", "itd"} <= set(bl.solvers.available())
     hp = s.hyperparams()
-    assert hp == dict(inner_steps=3, inner_lr=0.5, outer_lr=0.1, mode="reverse", warm_start=True)
+    assert hp == dict(inner_steps=3, inner_lr=0.5, outer_lr=0.1, mode="reverse", warm_start=True,
+                      outer_optimizer="sgd", adam_betas=(0.9, 0.999), adam_eps=1e-8, max_abs=None)
 
 
 def test_stack_with_truncated_cg_matches_separate_runs():

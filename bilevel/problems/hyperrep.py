@@ -33,7 +33,7 @@ import torch
 
 from ..problem import Problem
 
-__all__ = ["SIZES", "sow_data", "hyper_representation"]
+__all__ = ["SIZES", "sow_data", "validation_floor", "hyper_representation"]
 
 #: (m features, d representation width, n samples per split)
 SIZES = {"base": (64, 128, 500), "large": (128, 256, 1000)}
@@ -69,6 +69,23 @@ def sow_data(size: str = "base") -> dict:
     H0 = rn(m, d)
     return dict(H_true=H_true, w_true=w_true, X_T=X_T, Y_T=Y_T, X_V=X_V, Y_V=Y_V,
                 w0=w0, H0=H0, m=m, d=d, n=n)
+
+
+def validation_floor(size: str = "base") -> float:
+    r"""The smallest validation loss any :math:`(H, w)` can reach: :math:`\min_{u\in\mathbb R^m}\frac1{2p}\|X_V u - Y_V\|^2`.
+
+    :math:`f(H, w)` depends on :math:`(H, w)` only through :math:`u = Hw`, so this
+    least-squares value (float64) bounds every entry of Table 3 from below;
+    it is about the noise level :math:`0.1^2 (p - m) / (2p)`.
+
+    >>> round(validation_floor(), 6)
+    0.004863
+    """
+    D = sow_data(size)
+    X, Y = D["X_V"].double(), D["Y_V"].double()
+    u = torch.linalg.lstsq(X, Y[:, None]).solution[:, 0]
+    r = X @ u - Y
+    return float(0.5 * torch.dot(r, r) / len(Y))
 
 
 def _initial_point(seed: int, D: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["Solver", "StepInfo", "REGISTRY", "register", "make", "available"]
+__all__ = ["Solver", "StepInfo", "REGISTRY", "register", "make", "available", "check_finite"]
 
 
 class StepInfo(NamedTuple):
@@ -34,6 +34,20 @@ class StepInfo(NamedTuple):
     x: torch.Tensor
     y: torch.Tensor
     hypergrad: torch.Tensor | None
+
+
+def check_finite(max_abs: float, *named: tuple[str, torch.Tensor]) -> None:
+    """Raise :class:`~bilevel.DivergenceError` for the first ``(name, tensor)`` with an
+    entry that is NaN/Inf or larger than ``max_abs`` in magnitude (a solver's divergence guard).
+
+    The error's ``iteration`` is -1 here; :func:`bilevel.run` fills in the outer iteration.
+    """
+    from ..errors import DivergenceError
+    for name, t in named:
+        big = float(t.detach().abs().max()) if t.numel() else 0.0
+        if not (big <= max_abs):          # also catches NaN
+            raise DivergenceError(name, -1, hint=f"max |{name.split()[0]}| = {big:.4g} exceeds "
+                                  f"the solver's max_abs = {max_abs:g}.")
 
 
 REGISTRY: dict[str, type] = {}

@@ -8,15 +8,24 @@ from typing import NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from ..hypergrad import MODES, _unrolled_forward, _unrolled_reverse
-from .base import Solver, StepInfo, register
+from .base import Solver, StepInfo, check_finite, register
 
-__all__ = ["ITD", "ITDState"]
+__all__ = ["ITD", "ITDState", "ITDAdamState"]
 
 
 class ITDState(NamedTuple):
     x: torch.Tensor      # outer iterate x_k
     y: torch.Tensor      # inner warm start y_k^0 (= y_{k-1}^N)
+
+
+class ITDAdamState(NamedTuple):
+    """:class:`ITDState` plus Adam's moments (``outer_optimizer="adam"``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    adam: _outer.AdamState
 
 
 @register("itd")
@@ -32,19 +41,40 @@ class ITD(Solver):
             \prod_{j=t+1}^{N-1}(I-\alpha\nabla^2_{yy}g(x_k,y_k^j))\,\nabla_y f(x_k,y_k^N) \\
         x_{k+1} &= x_k - \beta\,\widehat\nabla\Phi(x_k)
 
-    The warm start :math:`y_k^0` is treated as a constant. For N = 1 this is
+    With ``outer_optimizer="adam"`` the last update is Adam on
+    :math:`\widehat g_k = \widehat\nabla\Phi(x_k)` (:mod:`bilevel.outer`,
+    identical to ``torch.optim.Adam``; no oracle call, counted nowhere):
+
+    .. math::
+
+        m_k = \beta_1 m_{k-1} + (1-\beta_1)\widehat g_k,\quad
+        s_k = \beta_2 s_{k-1} + (1-\beta_2)\widehat g_k^{\,2},\quad
+        x_{k+1} = x_k - \frac{\beta}{1-\beta_1^{k+1}}
+          \frac{m_k}{\sqrt{s_k/(1-\beta_2^{k+1})}+\epsilon},\quad m_{-1}=s_{-1}=0.
+
+    ``warm_start=False`` starts every outer step from :math:`y_k^0 = y_0`
+    (Sow et al.'s protocol, used for paper 003's Table 3).
+
+    The warm start :math:`y_k^0` is treated as a constant, and so is the inner
+    step when ``inner_lr`` is a step rule (a callable ``x -> step`` evaluated at
+    :math:`x_k`, e.g. :func:`bilevel.problems.hyperparam.stable_step`). For N = 1 this is
     :math:`\nabla_x f(x_k,\hat y_k) - \alpha\nabla^2_{xy} g(x_k, y_k^0)\nabla_y f(x_k,\hat y_k)`
     (paper 001, Algorithm 2, line 5).
 
-    ================  ===========  ==========================================
-    field             paper        meaning
-    ================  ===========  ==========================================
-    ``inner_steps``   N            GD steps unrolled per outer step
-    ``inner_lr``      alpha        inner GD step
-    ``outer_lr``      beta         outer GD step
-    ``mode``          -            ``"reverse"`` (backprop) or ``"forward"``
-    ``warm_start``    -            start from y_{k-1}^N (else from y0)
-    ================  ===========  ==========================================
+    ===================  ===========  ==========================================
+    field                paper        meaning
+    ===================  ===========  ==========================================
+    ``inner_steps``      N            GD steps unrolled per outer step
+    ``inner_lr``         alpha        inner GD step
+    ``outer_lr``         beta         outer step (GD or Adam)
+    ``mode``             -            ``"reverse"`` (backprop) or ``"forward"``
+    ``warm_start``       -            start from y_{k-1}^N (else from y0)
+    ``outer_optimizer``  -            ``"sgd"`` (the paper) or ``"adam"``
+    ``adam_betas``       -            Adam's (beta1, beta2)
+    ``adam_eps``         -            Adam's epsilon
+    ``max_abs``          -            divergence guard: raise DivergenceError when
+                                      y or x has an entry above it or NaN (None: off)
+    ===================  ===========  ==========================================
 
     Oracle cost per outer step: Gc = N + 1; MV = 2N - 1 (reverse) or
     2 N dim(x) (forward). See :func:`bilevel.hypergrad.unrolled`.
@@ -65,6 +95,10 @@ class ITD(Solver):
     outer_lr: float = None
     mode: str = "reverse"
     warm_start: bool = True
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    max_abs: float | None = None
 
     def __post_init__(self):
         V.positive_int("ITD", "inner_steps (N)", self.inner_steps)
@@ -73,15 +107,28 @@ class ITD(Solver):
         V.choice("ITD", "mode", self.mode, MODES)
         if not isinstance(self.warm_start, bool):
             raise ValueError(f"ITD: warm_start must be True or False, got {self.warm_start!r}.")
+        V.choice("ITD", "outer_optimizer", self.outer_optimizer, _outer.OUTER_OPTIMIZERS)
+        object.__setattr__(self, "adam_betas",
+                           _outer.validate_adam("ITD", self.adam_betas, self.adam_eps))
+        V.positive_float("ITD", "max_abs", self.max_abs, allow_none=True)
 
     def init(self, problem, oracles, generator) -> ITDState:
         V.check_step_shape("ITD", "inner_lr (alpha)", self.inner_lr, problem.x0, problem.dim_y)
         V.check_step_shape("ITD", "outer_lr (beta)", self.outer_lr, problem.x0, problem.dim_x)
-        return ITDState(problem.x0.clone(), problem.y0.clone())
+        x0 = problem.x0.clone()
+        if self.outer_optimizer == "adam":
+            return ITDAdamState(x0, problem.y0.clone(), _outer.adam_init(x0))
+        return ITDState(x0, problem.y0.clone())
 
     def step(self, state: ITDState, oracles, generator):
         x = state.x
         y0 = state.y if self.warm_start else oracles.problem.y0
         unroll = _unrolled_reverse if self.mode == "reverse" else _unrolled_forward
-        grad, y = unroll(oracles, x, y0, self.inner_steps, self.inner_lr)
-        return ITDState(x - self.outer_lr * grad, y), StepInfo(x, y, grad)
+        grad, y = unroll(oracles, x, y0, self.inner_steps, V.resolve_step(self.inner_lr, x))
+        x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
+                                            getattr(state, "adam", None), self.outer_lr,
+                                            self.adam_betas, self.adam_eps)
+        if self.max_abs is not None:
+            check_finite(self.max_abs, ("y (inner iterate)", y), ("x (outer iterate)", x_new))
+        new = (ITDState(x_new, y) if ostate is None else ITDAdamState(x_new, y, ostate))
+        return new, StepInfo(x, y, grad)
