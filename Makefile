@@ -41,25 +41,30 @@ export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: reproduce verify deps test venv benchmark clean-env lock lab strip
 
-reproduce: $(VENV)/.installed
+# State folders exist before any kernel starts (IPython warns once per kernel about a missing one).
+CACHE_DIRS := $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_CONFIG_DIR) $(JUPYTER_DATA_DIR) $(JUPYTER_RUNTIME_DIR)
+$(CACHE_DIRS):
+	mkdir -p $@
+
+reproduce: $(VENV)/.installed | $(CACHE_DIRS)
 	dvc repro
 	dvc status
 
 # After a reproduce: compare every regenerated table under data/results/ with the committed one
 # (git HEAD) and every claim verdict; report in build/reproduction-report.md; non-zero if anything moved.
-verify: $(VENV)/.installed
+verify: $(VENV)/.installed | $(CACHE_DIRS)
 	python -m bilevel.repro verify --rev $(or $(REV),HEAD)
 
 # Check (or, with `make deps WRITE=1`, rewrite) each stage's project-module deps in dvc.yaml.
 deps: $(VENV)/.installed
 	python -m bilevel.repro deps $(if $(WRITE),--write)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed | $(CACHE_DIRS)
 	python -m pytest $(PYTEST_ARGS)
 
 # MPLBACKEND is unset for the server so that its kernels use ipykernel's inline backend
 # (figures inline). Token authentication as usual; the URL with the token is printed.
-lab: $(VENV)/.installed
+lab: $(VENV)/.installed | $(CACHE_DIRS)
 	env -u MPLBACKEND jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
 	  --ServerApp.root_dir=$(CURDIR) \
 	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
