@@ -239,7 +239,7 @@ def compare_tables(old, new, rel: str, tol: Tolerances) -> list[dict]:
             x, y = a.to_numpy(float), b.to_numpy(float)
             same_nan = np.isnan(x) == np.isnan(y)
             equal = (x == y) | (np.isnan(x) & np.isnan(y))       # inf == inf counts as equal
-            with np.errstate(invalid="ignore", over="ignore"):
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 d = np.where(equal, 0.0, np.abs(y - x))
                 d = np.where(np.isnan(d), np.inf, d)
                 scale = np.where(np.isfinite(x), np.abs(x), np.inf)
