@@ -39,15 +39,16 @@ export ONEDNN_MAX_CPU_ISA := AVX2
 export OPENBLAS_CORETYPE := Haswell
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: reproduce verify deps test venv benchmark clean-env lock lab strip
+.PHONY: reproduce verify deps test venv benchmark clean-env lock lab strip print-env
 
 # State folders exist before any kernel starts (IPython warns once per kernel about a missing one).
 CACHE_DIRS := $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_CONFIG_DIR) $(JUPYTER_DATA_DIR) $(JUPYTER_RUNTIME_DIR)
 $(CACHE_DIRS):
 	mkdir -p $@
 
+# REPRO_ARGS: e.g. make reproduce REPRO_ARGS="-f paper001_quadratic_figures" (force a rerun of one stage)
 reproduce: $(VENV)/.installed | $(CACHE_DIRS)
-	dvc repro
+	dvc repro $(REPRO_ARGS)
 	dvc status
 
 # After a reproduce: compare every regenerated table under data/results/ with the committed one
@@ -69,6 +70,14 @@ lab: $(VENV)/.installed | $(CACHE_DIRS)
 	  --ServerApp.root_dir=$(CURDIR) \
 	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# For dvc / papermill run by hand: eval "$$(make -s print-env)" gives the pinned runtime and the
+# in-repository state that `make reproduce` uses (without it, numbers move in the last bit).
+PRINT_ENV := DVC_NO_ANALYTICS DVC_SITE_CACHE_DIR MPLBACKEND MPLCONFIGDIR JUPYTER_CONFIG_DIR JUPYTER_DATA_DIR \
+  JUPYTER_RUNTIME_DIR IPYTHONDIR PYTHONHASHSEED ATEN_CPU_CAPABILITY MKL_CBWR ONEDNN_MAX_CPU_ISA \
+  OPENBLAS_CORETYPE OMP_WAIT_POLICY BILEVEL_PROGRESS_INTERVAL
+print-env:
+	@$(foreach v,$(PRINT_ENV),echo "export $(v)='$($(v))'";) echo "export PATH='$(BIN):'\"\$$PATH\""
 
 strip: $(VENV)/.installed
 	python -m bilevel.notebook strip notebooks/*/*.ipynb
