@@ -308,7 +308,8 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
     return rows, claim_rows, problems
 
 
-def report_markdown(rows, claim_rows, problems, rev: str) -> str:
+def report_markdown(rows, claim_rows, problems, rev: str) -> tuple[str, bool]:
+    """The markdown report and whether the rerun reproduced (nothing moved, nothing missing)."""
     moved = [r for r in rows if r["verdict"] == "MOVED"]
     cmoved = [r for r in claim_rows if r["verdict"] == "MOVED"]
     failed = [p for p in problems if "not regenerated" in p]
@@ -370,11 +371,13 @@ def main(argv=None) -> int:
     from .io import atomic_path
     with atomic_path(Path(args.report)) as tmp:
         tmp.write_text(text)
-    for r in rows + claim_rows:
+    for r in rows:
         if r["verdict"] == "MOVED":
-            print(f"MOVED: {r['file']} {r.get('column', r.get('claim'))}: "
-                  f"{r.get('diff', str(r.get('committed')) + ' -> ' + str(r.get('rerun')))} "
-                  f"(tolerance {r.get('tolerance', 'identical verdict')})")
+            print(f"MOVED: {r['file']} {r['column']}: {r['diff']} (tolerance {r['tolerance']})")
+    for r in claim_rows:
+        if r["verdict"] == "MOVED":
+            print(f"MOVED: {r['file']} {r['claim']}: {r['committed']} -> {r['rerun']} "
+                  "(tolerance identical verdict)")
     for p in problems:
         print(p)
     print(text.splitlines()[2])
