@@ -1,10 +1,13 @@
 r"""Outer-variable update rules: plain gradient steps and Adam, as pure ``init``/``update`` pairs.
 
-The solvers with an outer step (:class:`~bilevel.solvers.AID`,
-:class:`~bilevel.solvers.ITD`) take ``outer_optimizer="sgd" | "adam"``. The
-default ``"sgd"`` is the papers' :math:`x_{k+1} = x_k - \beta\,\widehat\nabla\Phi(x_k)`
-and carries no state; ``"adam"`` is Kingma & Ba's Adam applied to the
-hypergradient estimate :math:`\widehat g_k = \widehat\nabla\Phi(x_k)`
+Every solver with an outer step takes ``outer_optimizer="sgd" | "adam"``
+(with ``adam_betas``, ``adam_eps``). The default ``"sgd"`` is the papers' step
+:math:`x_{k+1} = x_k - \beta_k\,d_k` along the solver's outer direction
+:math:`d_k` (the hypergradient estimate :math:`\widehat\nabla\Phi(x_k)`, or the
+solver's momentum / variance-reduced / normalized direction) and carries no
+state; ``"adam"`` is Kingma & Ba's Adam applied to that same direction,
+:math:`\widehat g_k = d_k`, with step :math:`\beta_k` (the solver's ``outer_lr``,
+after its schedule if it has one)
 (paper 003's hyper-representation experiment follows Sow et al., who update the
 representation with ``torch.optim.Adam(lr=0.05)``):
 
@@ -51,11 +54,14 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["OUTER_OPTIMIZERS", "AdamState", "adam_init", "adam_update", "validate_adam",
-           "outer_init", "outer_update"]
+__all__ = ["OUTER_OPTIMIZERS", "OUTER_FIELDS", "AdamState", "adam_init", "adam_update",
+           "validate_adam", "outer_init", "outer_update"]
 
 #: names accepted by the solvers' ``outer_optimizer`` field
 OUTER_OPTIMIZERS = ("sgd", "adam")
+
+#: the three fields every solver with an outer step carries (and their defaults)
+OUTER_FIELDS = {"outer_optimizer": "sgd", "adam_betas": (0.9, 0.999), "adam_eps": 1e-8}
 
 
 class AdamState(NamedTuple):

@@ -27,7 +27,7 @@ import torch
 from .. import _validate as V
 
 __all__ = ["draw", "draw_many", "HGBatches", "draw_hg", "curvatures", "neumann_series",
-           "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG", "decayed",
+           "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG",
            "batch_size", "nonneg_float", "generalized_scale", "block_index", "norms"]
 
 
@@ -45,13 +45,6 @@ def nonneg_float(owner: str, name: str, value):
             or value < 0:
         raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}.")
     return float(value)
-
-
-def decayed(lr, k: int, exponent: float):
-    r"""Step :math:`\text{lr}/(k+1)^{e}` (``lr`` unchanged for ``e = 0``)."""
-    if exponent == 0:
-        return lr
-    return lr / float(k + 1) ** exponent
 
 
 # -- batches ---------------------------------------------------------------------

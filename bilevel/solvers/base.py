@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .. import outer as _outer
+
 __all__ = ["Solver", "StepInfo", "REGISTRY", "register", "make", "available", "check_finite"]
 
 
@@ -100,6 +102,24 @@ class Solver:
     def hyperparams(self) -> dict[str, Any]:
         """The hyperparameters as a flat dict (recorded next to traces)."""
         return dataclasses.asdict(self)
+
+    # -- the outer update (bilevel.outer): "sgd" or "adam", never an oracle call ------------
+    def check_outer(self) -> None:
+        """Validate ``outer_optimizer`` / ``adam_betas`` / ``adam_eps`` (call from ``__post_init__``)."""
+        from .. import _validate as V
+        owner = type(self).__name__
+        V.choice(owner, "outer_optimizer", self.outer_optimizer, _outer.OUTER_OPTIMIZERS)
+        object.__setattr__(self, "adam_betas",
+                           _outer.validate_adam(owner, self.adam_betas, self.adam_eps))
+
+    def outer_init(self, x0: torch.Tensor):
+        """The outer update's state: ``None`` for ``"sgd"``, :class:`~bilevel.outer.AdamState` for ``"adam"``."""
+        return _outer.outer_init(self.outer_optimizer, x0)
+
+    def outer_step(self, x: torch.Tensor, direction: torch.Tensor, ostate, lr):
+        r"""``(x - lr * direction, None)`` for ``"sgd"``, else Adam on ``direction``; returns ``(x_new, ostate)``."""
+        return _outer.outer_update(self.outer_optimizer, x, direction, ostate, lr,
+                                   self.adam_betas, self.adam_eps)
 
     def init(self, problem, oracles, generator: torch.Generator):  # pragma: no cover
         raise NotImplementedError

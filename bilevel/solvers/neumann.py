@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -43,6 +44,7 @@ class DoubleLoopState(NamedTuple):
     y: torch.Tensor      # inner warm start (y_{k-1}^N)
     k: int               # outer iteration counter (step-size schedules)
     rng: Any             # host stream of the random Neumann power (BSA)
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 def _inner_sgd(o, x, y, steps, lr, size):
@@ -64,6 +66,7 @@ def _common_checks(owner, s):
     V.step_size(owner, "inner_lr", s.inner_lr)
     V.step_size(owner, "outer_lr", s.outer_lr)
     V.step_size(owner, "neumann_lr", s.neumann_lr)
+    s.check_outer()
 
 
 def _shape_checks(owner, s, problem):
@@ -87,17 +90,24 @@ class StocBiO(Solver):
             - \nabla^2_{xy} G(x_k, y_k^N;\mathcal D_G)\,v_k,
         \qquad x_{k+1} = x_k - \beta\,\widehat\nabla\Phi(x_k)
 
-    ==================  ===============  ====================================
-    field               Ji et al. 2021   meaning
-    ==================  ===============  ====================================
-    ``inner_steps``     D (here N)       inner SGD steps per outer step
-    ``inner_lr``        alpha            inner SGD step
-    ``neumann_steps``   Q                Hessian-vector products (Q+1 terms)
-    ``neumann_lr``      eta              Neumann step (needs eta L < 2)
-    ``outer_lr``        beta             outer step
-    ``batch_size``      S, B, D_F, D_G   minibatch size of every draw
-    ``warm_start``      -                start from y_{k-1}^N (else y0)
-    ==================  ===============  ====================================
+    ===================  ===============  ====================================
+    field                Ji et al. 2021   meaning
+    ===================  ===============  ====================================
+    ``inner_steps``      D (here N)       inner SGD steps per outer step
+    ``inner_lr``         alpha            inner SGD step
+    ``neumann_steps``    Q                Hessian-vector products (Q+1 terms)
+    ``neumann_lr``       eta              Neumann step (needs eta L < 2)
+    ``outer_lr``         beta             outer step
+    ``batch_size``       S, B, D_F, D_G   minibatch size of every draw
+    ``warm_start``       -                start from y_{k-1}^N (else y0)
+    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                Adam's (beta1, beta2)
+    ``adam_eps``         -                Adam's epsilon
+    ===================  ===============  ====================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per outer step: Gc = N + 1, MV = Q + 1; samples =
     (N + Q + 2) batch_size on a minibatch problem (every product draws its own batch).
@@ -125,6 +135,9 @@ class StocBiO(Solver):
     outer_lr: float = None
     batch_size: int | None = None
     warm_start: bool = True
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         V.positive_int("StocBiO", "inner_steps (N)", self.inner_steps)
@@ -135,7 +148,8 @@ class StocBiO(Solver):
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
         _shape_checks("StocBiO", self, problem)
-        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, None)
+        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, None,
+                               self.outer_init(problem.x0))
 
     def step(self, state: DoubleLoopState, oracles, generator):
         x = state.x
@@ -143,8 +157,8 @@ class StocBiO(Solver):
         y = _inner_sgd(oracles, x, y, self.inner_steps, self.inner_lr, self.batch_size)
         grad, _ = _estimate(oracles, x, y, "sum", self.neumann_steps, self.neumann_lr,
                             self.batch_size, None)
-        return (DoubleLoopState(x - self.outer_lr * grad, y.detach(), state.k + 1, None),
-                StepInfo(x, y, grad))
+        x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
+        return DoubleLoopState(x_new, y.detach(), state.k + 1, None, ostate), StepInfo(x, y, grad)
 
 
 @register("bsa")
@@ -171,7 +185,14 @@ class BSA(Solver):
     ``outer_lr``            alpha^0           outer step (slides: UL rate alpha^k)
     ``outer_lr_decay``      -                 b in beta_k = beta/(k+1)^b (0: constant)
     ``batch_size``          -                 minibatch size of every draw
+    ``outer_optimizer``     -                 ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``          -                 Adam's (beta1, beta2)
+    ``adam_eps``            -                 Adam's epsilon
     ======================  ================  ==============================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Ghadimi and Wang's theory takes :math:`\beta_k\propto k^{-1/2}` and inner
     loops growing with k; the decays are left to the user (defaults constant).
@@ -198,6 +219,9 @@ class BSA(Solver):
     inner_lr_decay: float = 0.0
     outer_lr_decay: float = 0.0
     batch_size: int | None = None
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         V.positive_int("BSA", "inner_steps (T)", self.inner_steps)
@@ -208,16 +232,18 @@ class BSA(Solver):
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
         _shape_checks("BSA", self, problem)
-        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 1))
+        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 1),
+                               self.outer_init(problem.x0))
 
     def step(self, state: DoubleLoopState, oracles, generator):
         x, k = state.x, state.k
-        lr_in = S.decayed(self.inner_lr, k, self.inner_lr_decay)
+        lr_in = decayed(self.inner_lr, k, self.inner_lr_decay)
         y = _inner_sgd(oracles, x, state.y, self.inner_steps, lr_in, self.batch_size)
         grad, _ = _estimate(oracles, x, y, "random", self.neumann_steps, self.neumann_lr,
                             self.batch_size, state.rng)
-        x_new = x - S.decayed(self.outer_lr, k, self.outer_lr_decay) * grad
-        return DoubleLoopState(x_new, y.detach(), k + 1, state.rng), StepInfo(x, y, grad)
+        x_new, ostate = self.outer_step(x, grad, state.outer,
+                                        decayed(self.outer_lr, k, self.outer_lr_decay))
+        return DoubleLoopState(x_new, y.detach(), k + 1, state.rng, ostate), StepInfo(x, y, grad)
 
 
 class TTSAState(NamedTuple):
@@ -225,6 +251,7 @@ class TTSAState(NamedTuple):
     y: torch.Tensor      # inner iterate y_k
     k: int               # iteration counter (step-size schedules)
     rng: Any             # host stream of the random Neumann power
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("ttsa")
@@ -257,7 +284,14 @@ class TTSA(Solver):
     ``neumann_lr``          c_h (eta)        Neumann step
     ``neumann``             -                ``"random"`` (paper) or ``"sum"``
     ``batch_size``          -                minibatch size of every draw
+    ``outer_optimizer``     -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``          -                Adam's (beta1, beta2)
+    ``adam_eps``            -                Adam's epsilon
     ======================  ===============  ==============================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     The UL projection :math:`P_\Theta` of the slides is the identity here
     (unconstrained problems). Oracle cost per step: Gc = 2, MV = q + 1.
@@ -287,6 +321,9 @@ class TTSA(Solver):
     inner_lr_decay: float = 0.0
     outer_lr_decay: float = 0.0
     batch_size: int | None = None
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         V.choice("TTSA", "neumann", self.neumann, NEUMANN_MODES)
@@ -300,13 +337,15 @@ class TTSA(Solver):
 
     def init(self, problem, oracles, generator) -> TTSAState:
         _shape_checks("TTSA", self, problem)
-        return TTSAState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 2))
+        return TTSAState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 2),
+                         self.outer_init(problem.x0))
 
     def step(self, state: TTSAState, oracles, generator):
         x, k = state.x, state.k
-        y = state.y - S.decayed(self.inner_lr, k, self.inner_lr_decay) * oracles.grad_y_g(
+        y = state.y - decayed(self.inner_lr, k, self.inner_lr_decay) * oracles.grad_y_g(
             x, state.y, S.draw(oracles, "inner", self.batch_size))
         grad, _ = _estimate(oracles, x, y, self.neumann, self.neumann_steps, self.neumann_lr,
                             self.batch_size, state.rng)
-        x_new = x - S.decayed(self.outer_lr, k, self.outer_lr_decay) * grad
-        return TTSAState(x_new, y.detach(), k + 1, state.rng), StepInfo(x, y, grad)
+        x_new, ostate = self.outer_step(x, grad, state.outer,
+                                        decayed(self.outer_lr, k, self.outer_lr_decay))
+        return TTSAState(x_new, y.detach(), k + 1, state.rng, ostate), StepInfo(x, y, grad)

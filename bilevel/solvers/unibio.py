@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _validate as V
+from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -176,6 +177,7 @@ class UniBiOState(NamedTuple):
     m: torch.Tensor      # momentum m_{t-1}
     k: int               # outer iteration counter t
     blocks: tuple = (None, None)   # per-block norm indices of (x, y) for stacked problems
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("unibio")
@@ -193,7 +195,8 @@ class UniBiO(Solver):
            \eta_N\sum_{q=0}^{Q}\prod_{j=1}^{q}\big(I - \eta_N\nabla_u\nabla_y G(x_t,y_t;\zeta_j)\big)
            \nabla_u F(x_t,y_t;\xi) \\
         m_t &= \beta m_{t-1} + (1-\beta)\widehat\nabla\Phi_t,\qquad
-        x_{t+1} = x_t - \eta\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        x_{t+1} = x_t - \eta_t\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        \qquad \eta_t = \eta/(t+1)^{a},
 
     with :math:`\nabla_u F = \nabla_y F\oslash((p-1)|y|^{p-2})` and
     :math:`\nabla_u\nabla_y G\,v = (\nabla^2_{yy}G\,v)\oslash((p-1)|y|^{p-2})`
@@ -203,7 +206,8 @@ class UniBiO(Solver):
     field                    paper 002        meaning
     =======================  ===============  ================================================
     ``p``                    p                uniform-convexity exponent (2: strongly convex)
-    ``outer_lr``             eta              length of every outer step
+    ``outer_lr``             eta              length of the outer step (eta_0 if decaying)
+    ``outer_lr_decay``       -                a in eta_t = eta/(t+1)^a (0: constant, paper)
     ``momentum``             beta             momentum (paper: 0.9)
     ``interval``             I                LL update period (paper/code: 2)
     ``inner_lr``             gamma_1          first epoch's step (code: 1)
@@ -217,7 +221,14 @@ class UniBiO(Solver):
     ``batch_size``           -                minibatch size of every draw
     ``inner_solver``         -                ``"epoch_sgd"`` (paper) or ``"sgd"`` (hyper-cleaning code)
     ``inner_init``           -                ``"warm"`` (paper: y_{t-1}) or ``"random"`` (code: N(0, I))
+    ``outer_optimizer``      -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``           -                Adam's (beta1, beta2)
+    ``adam_eps``             -                Adam's epsilon
     =======================  ===============  ================================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost of step t: Gc = 1 + (Epoch-SGD steps if it runs), MV = Q + 1.
     On a stacked problem (``problem.blocks``) the normalization and the
@@ -274,6 +285,10 @@ class UniBiO(Solver):
     batch_size: int | None = None
     inner_solver: str = "epoch_sgd"
     inner_init: str = "warm"
+    outer_lr_decay: float = 0.0
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         _check_p("UniBiO", self.p)
@@ -292,6 +307,8 @@ class UniBiO(Solver):
         S.batch_size("UniBiO", self.batch_size)
         V.choice("UniBiO", "inner_solver", self.inner_solver, INNER_SOLVERS)
         V.choice("UniBiO", "inner_init", self.inner_init, INNER_INITS)
+        S.nonneg_float("UniBiO", "outer_lr_decay", self.outer_lr_decay)
+        self.check_outer()
         if self.inner_solver == "epoch_sgd" and self.inner_steps < self.epoch_length:
             raise ValueError(f"UniBiO: inner_steps (K = {self.inner_steps}) is smaller than the first "
                              f"epoch (T_1 = {self.epoch_length}): Epoch-SGD would never run.")
@@ -302,7 +319,7 @@ class UniBiO(Solver):
         V.check_step_shape("UniBiO", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
         blocks = (S.block_index(problem, "x"), S.block_index(problem, "y"))
         return UniBiOState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.x0), 0,
-                           blocks)
+                           blocks, self.outer_init(problem.x0))
 
     def _lower(self, o, x, y, budget, generator, index):
         if self.inner_init == "random":
@@ -325,5 +342,11 @@ class UniBiO(Solver):
         batches = S.draw_hg(oracles, self.batch_size, self.neumann_steps)
         grad, _ = S.neumann_hypergrad(oracles, x, y, batches, self.neumann_lr, p=self.p)
         m = self.momentum * state.m + (1 - self.momentum) * grad
-        x_new = x - self.outer_lr * m / (S.norms(m, state.blocks[0]) + self.eps)
-        return UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks), StepInfo(x, y, grad)
+        lr = decayed(self.outer_lr, t, self.outer_lr_decay)
+        if self.outer_optimizer == "sgd":
+            x_new, ostate = x - lr * m / (S.norms(m, state.blocks[0]) + self.eps), None
+        else:
+            x_new, ostate = self.outer_step(x, m / (S.norms(m, state.blocks[0]) + self.eps),
+                                            state.outer, lr)
+        return (UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks, ostate),
+                StepInfo(x, y, grad))
