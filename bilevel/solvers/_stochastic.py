@@ -18,33 +18,15 @@ r"""Building blocks shared by the stochastic solvers (private).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .. import _validate as V
 
 __all__ = ["draw", "draw_many", "HGBatches", "draw_hg", "curvatures", "neumann_series",
            "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG",
-           "batch_size", "nonneg_float", "generalized_scale", "block_index", "norms"]
-
-
-# -- validation ------------------------------------------------------------------
-
-def batch_size(owner: str, value):
-    """``None`` (the problem's default batch) or a positive int."""
-    if value is None:
-        return None
-    return V.positive_int(owner, "batch_size", value)
-
-
-def nonneg_float(owner: str, name: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
+           "generalized_scale", "block_index", "norms"]
 
 
 # -- batches ---------------------------------------------------------------------

@@ -24,7 +24,6 @@ evaluates :math:`\nabla\Phi_\lambda` exactly (for metrics and tests).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,6 +31,7 @@ import torch
 
 from .. import _validate as V
 from .. import linsolve
+from .. import outer as _outer
 from ..schedules import decayed
 from .base import Solver, StepInfo, register
 
@@ -57,13 +57,6 @@ class F2SAState(NamedTuple):
     lmbda: float         # penalty multiplier lambda_k
     k: int               # outer iteration counter (drives the schedules)
     outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
-
-
-def _nonneg(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
 
 
 def _draw(o, kind: str, size):
@@ -147,33 +140,20 @@ class F2SA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    lmbda: float = None
-    z_lr: float | None = None
-    inner_steps: int = 1
-    lmbda_increment: float = 0.0
-    inner_decay: float = 0.0
-    z_decay: float = 0.0
-    outer_decay: float = 0.0
-    lmbda_decay: float = 0.0
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.step_size("F2SA", "inner_lr (alpha)", self.inner_lr)
-        V.step_size("F2SA", "outer_lr (beta)", self.outer_lr)
-        V.step_size("F2SA", "z_lr (gamma)", self.z_lr, allow_none=True)
-        V.positive_float("F2SA", "lmbda (lambda_0)", self.lmbda)
-        V.positive_int("F2SA", "inner_steps (T)", self.inner_steps)
-        _nonneg("F2SA", "lmbda_increment (delta)", self.lmbda_increment)
-        for name in ("inner_decay", "z_decay", "outer_decay", "lmbda_decay"):
-            _nonneg("F2SA", name, getattr(self, name))
-        if self.batch_size is not None:
-            V.positive_int("F2SA", "batch_size", self.batch_size)
-        self.check_outer()
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    lmbda: float = V.hyper(None, "lambda_0", V.POSITIVE)
+    z_lr: float | None = V.hyper(None, "gamma", V.optional(V.STEP), scales="y")
+    inner_steps: int = V.hyper(1, "T", V.INT1)
+    lmbda_increment: float = V.hyper(0.0, "delta", V.NONNEG)
+    inner_decay: float = V.hyper(0.0, "e_y", V.NONNEG)
+    z_decay: float = V.hyper(0.0, "e_z", V.NONNEG)
+    outer_decay: float = V.hyper(0.0, "e_x", V.NONNEG)
+    lmbda_decay: float = V.hyper(0.0, "e_lambda", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     # -- presets ------------------------------------------------------------------
     @classmethod
@@ -207,9 +187,7 @@ class F2SA(Solver):
 
     # -- protocol -----------------------------------------------------------------
     def init(self, problem, oracles, generator) -> F2SAState:
-        V.check_step_shape("F2SA", "inner_lr (alpha)", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("F2SA", "z_lr (gamma)", self.z_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("F2SA", "outer_lr (beta)", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         return F2SAState(problem.x0.clone(), problem.y0.clone(), problem.y0.clone(),
                          float(self.lmbda), 0, self.outer_init(problem.x0))
 

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
@@ -61,18 +62,12 @@ def _estimate(o, x, y, mode, steps, lr, size, rng):
     return S.neumann_hypergrad(o, x, y, S.draw_hg(o, size, q), lr, n_terms=steps)
 
 
-def _common_checks(owner, s):
-    S.batch_size(owner, s.batch_size)
-    V.step_size(owner, "inner_lr", s.inner_lr)
-    V.step_size(owner, "outer_lr", s.outer_lr)
-    V.step_size(owner, "neumann_lr", s.neumann_lr)
-    s.check_outer()
-
-
-def _shape_checks(owner, s, problem):
-    V.check_step_shape(owner, "inner_lr", s.inner_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "neumann_lr", s.neumann_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "outer_lr", s.outer_lr, problem.x0, problem.dim_x)
+def check_neumann_steps(s):
+    """``neumann="random"`` draws a power in {0..Q-1}: it needs Q >= 1 (the sum allows Q = 0)."""
+    if s.neumann == "random" and s.neumann_steps == 0:
+        raise V.HyperparameterError(
+            f"{type(s).__name__}: neumann_steps (Q) = 0 violates 'int >= 1' for neumann='random' "
+            "(a power drawn from {0..Q-1}); pass neumann_steps >= 1 or neumann='sum'.")
 
 
 @register("stocbio")
@@ -128,26 +123,19 @@ class StocBiO(Solver):
     True
     """
 
-    inner_steps: int = 3
-    inner_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    outer_lr: float = None
-    batch_size: int | None = None
-    warm_start: bool = True
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.positive_int("StocBiO", "inner_steps (N)", self.inner_steps)
-        V.nonneg_int("StocBiO", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("StocBiO", self)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"StocBiO: warm_start must be True or False, got {self.warm_start!r}.")
+    inner_steps: int = V.hyper(3, "N", V.INT1)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    warm_start: bool = V.hyper(True, check=V.BOOL)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
-        _shape_checks("StocBiO", self, problem)
+        V.check_shapes(self, problem)
         return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, None,
                                self.outer_init(problem.x0))
 
@@ -211,27 +199,20 @@ class BSA(Solver):
     True
     """
 
-    inner_steps: int = 3
-    inner_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    outer_lr: float = None
-    inner_lr_decay: float = 0.0
-    outer_lr_decay: float = 0.0
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.positive_int("BSA", "inner_steps (T)", self.inner_steps)
-        V.positive_int("BSA", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("BSA", self)
-        S.nonneg_float("BSA", "inner_lr_decay", self.inner_lr_decay)
-        S.nonneg_float("BSA", "outer_lr_decay", self.outer_lr_decay)
+    inner_steps: int = V.hyper(3, "T", V.INT1)
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    neumann_steps: int = V.hyper(3, "Q", V.INT1)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    inner_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    outer_lr_decay: float = V.hyper(0.0, "b", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
-        _shape_checks("BSA", self, problem)
+        V.check_shapes(self, problem)
         return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 1),
                                self.outer_init(problem.x0))
 
@@ -313,30 +294,23 @@ class TTSA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    neumann: str = "random"
-    inner_lr_decay: float = 0.0
-    outer_lr_decay: float = 0.0
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    neumann: str = V.hyper("random", check=V.one_of(NEUMANN_MODES))
+    inner_lr_decay: float = V.hyper(0.0, "b", V.NONNEG)
+    outer_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        V.choice("TTSA", "neumann", self.neumann, NEUMANN_MODES)
-        if self.neumann == "random":
-            V.positive_int("TTSA", "neumann_steps (Q)", self.neumann_steps)
-        else:
-            V.nonneg_int("TTSA", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("TTSA", self)
-        S.nonneg_float("TTSA", "inner_lr_decay", self.inner_lr_decay)
-        S.nonneg_float("TTSA", "outer_lr_decay", self.outer_lr_decay)
+    def check(self):
+        check_neumann_steps(self)
 
     def init(self, problem, oracles, generator) -> TTSAState:
-        _shape_checks("TTSA", self, problem)
+        V.check_shapes(self, problem)
         return TTSAState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 2),
                          self.outer_init(problem.x0))
 

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -58,18 +59,8 @@ def _project_ball(v, radius, index=None):
     return v * torch.clamp(radius / n.clamp_min(torch.finfo(v.dtype).tiny), max=1.0)
 
 
-def _soba_checks(owner, s):
-    V.step_size(owner, "inner_lr (rho)", s.inner_lr)
-    V.step_size(owner, "linsys_lr", s.linsys_lr, allow_none=True)
-    V.step_size(owner, "outer_lr (gamma)", s.outer_lr)
-    S.batch_size(owner, s.batch_size)
-    s.check_outer()
-
-
-def _soba_init(owner, s, problem):
-    V.check_step_shape(owner, "inner_lr", s.inner_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "linsys_lr", s.linsys_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "outer_lr", s.outer_lr, problem.x0, problem.dim_x)
+def _soba_init(s, problem):
+    V.check_shapes(s, problem)
     return SOBAState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.y0),
                      torch.zeros_like(problem.x0), S.block_index(problem, "y"),
                      s.outer_init(problem.x0))
@@ -117,19 +108,16 @@ class SOBA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    linsys_lr: float | None = None
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        _soba_checks("SOBA", self)
+    inner_lr: float = V.hyper(None, "rho", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "gamma", V.STEP, scales="x")
+    linsys_lr: float | None = V.hyper(None, "rho", V.optional(V.STEP), scales="y")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("SOBA", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x, y, v = state.x, state.y, state.v
@@ -191,23 +179,18 @@ class MASOBA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    momentum: float = 0.9
-    linsys_lr: float | None = None
-    linsys_radius: float | None = None
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        _soba_checks("MASOBA", self)
-        V.unit_interval("MASOBA", "momentum", self.momentum)
-        V.positive_float("MASOBA", "linsys_radius", self.linsys_radius, allow_none=True)
+    inner_lr: float = V.hyper(None, "beta_t", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha_t", V.STEP, scales="x")
+    momentum: float = V.hyper(0.9, "1 - theta_t", V.UNIT)
+    linsys_lr: float | None = V.hyper(None, "gamma_t", V.optional(V.STEP), scales="y")
+    linsys_radius: float | None = V.hyper(None, "rho", V.optional(V.POSITIVE))
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("MASOBA", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x, y, v = state.x, state.y, state.v
@@ -306,16 +289,13 @@ class SABA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    linsys_lr: float | None = None
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        _soba_checks("SABA", self)
+    inner_lr: float = V.hyper(None, "rho", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "gamma", V.STEP, scales="x")
+    linsys_lr: float | None = V.hyper(None, "rho", V.optional(V.STEP), scales="y")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def _partition(self, problem, kind):
         if problem.sampler is None:
@@ -331,7 +311,7 @@ class SABA(Solver):
         return [(s, min(s + b, n), (min(s + b, n) - s) / n) for s in starts]
 
     def init(self, problem, oracles, generator) -> SABAState:
-        base = _soba_init("SABA", self, problem)
+        base = _soba_init(self, problem)
         parts = {k: self._partition(problem, k) for k in ("inner", "outer")}
         nb = {k: (1 if p is None else len(p)) for k, p in parts.items()}
         y0, x0 = problem.y0, problem.x0
@@ -416,23 +396,16 @@ class SSAID(Solver):
     True
     """
 
-    inner_lr: float = None
-    linsys_lr: float = None
-    outer_lr: float = None
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.step_size("SSAID", "inner_lr (alpha)", self.inner_lr)
-        V.step_size("SSAID", "linsys_lr (eta)", self.linsys_lr)
-        V.step_size("SSAID", "outer_lr (beta)", self.outer_lr)
-        S.batch_size("SSAID", self.batch_size)
-        self.check_outer()
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    linsys_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("SSAID", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x = state.x

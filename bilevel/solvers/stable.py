@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -79,30 +80,18 @@ class STABLE(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    correction: bool = True
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.step_size("STABLE", "inner_lr (beta)", self.inner_lr)
-        V.step_size("STABLE", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("STABLE", "neumann_lr", self.neumann_lr)
-        V.nonneg_int("STABLE", "neumann_steps", self.neumann_steps)
-        if not isinstance(self.correction, bool):
-            raise ValueError(f"STABLE: correction must be True or False, got {self.correction!r}.")
-        S.batch_size("STABLE", self.batch_size)
-        self.check_outer()
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    correction: bool = V.hyper(True, check=V.BOOL)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> STABLEState:
-        V.check_step_shape("STABLE", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("STABLE", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("STABLE", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         return STABLEState(problem.x0.clone(), problem.y0.clone(), self.outer_init(problem.x0))
 
     def step(self, state: STABLEState, oracles, generator):

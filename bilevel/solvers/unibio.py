@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
@@ -270,53 +271,35 @@ class UniBiO(Solver):
     True
     """
 
-    p: float = 2.0
-    outer_lr: float = None
-    momentum: float = 0.9
-    interval: int = 2
-    inner_lr: float = 1.0
-    epoch_length: int = 5
-    radius: float = 1.0
-    inner_steps: int = 100
-    warm_start_steps: int | None = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    eps: float = 1e-8
-    batch_size: int | None = None
-    inner_solver: str = "epoch_sgd"
-    inner_init: str = "warm"
-    outer_lr_decay: float = 0.0
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
+    p: float = V.hyper(2.0, "p", V.at_least(2))
+    outer_lr: float = V.hyper(None, "eta", V.STEP, scales="x")
+    momentum: float = V.hyper(0.9, "beta", V.UNIT)
+    interval: int = V.hyper(2, "I", V.INT1)
+    inner_lr: float = V.hyper(1.0, "gamma_1", V.STEP, scales="y")
+    epoch_length: int = V.hyper(5, "T_1", V.INT1)
+    radius: float = V.hyper(1.0, "D_1", V.POSITIVE)
+    inner_steps: int = V.hyper(100, "K", V.INT1)
+    warm_start_steps: int | None = V.hyper(None, "T_0", V.optional(V.INT0))
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta_N", V.STEP, scales="y")
+    eps: float = V.hyper(1e-8, "epsilon", V.POSITIVE)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    inner_solver: str = V.hyper("epoch_sgd", check=V.one_of(INNER_SOLVERS))
+    inner_init: str = V.hyper("warm", check=V.one_of(INNER_INITS))
+    outer_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        _check_p("UniBiO", self.p)
-        V.step_size("UniBiO", "outer_lr (eta)", self.outer_lr)
-        V.unit_interval("UniBiO", "momentum (beta)", self.momentum)
-        V.positive_int("UniBiO", "interval (I)", self.interval)
-        V.step_size("UniBiO", "inner_lr (gamma_1)", self.inner_lr)
-        V.positive_int("UniBiO", "epoch_length (T_1)", self.epoch_length)
-        V.positive_float("UniBiO", "radius (D_1)", self.radius)
-        V.positive_int("UniBiO", "inner_steps (K)", self.inner_steps)
-        if self.warm_start_steps is not None:
-            V.nonneg_int("UniBiO", "warm_start_steps (T_0)", self.warm_start_steps)
-        V.nonneg_int("UniBiO", "neumann_steps (Q)", self.neumann_steps)
-        V.step_size("UniBiO", "neumann_lr (eta_N)", self.neumann_lr)
-        V.positive_float("UniBiO", "eps", self.eps)
-        S.batch_size("UniBiO", self.batch_size)
-        V.choice("UniBiO", "inner_solver", self.inner_solver, INNER_SOLVERS)
-        V.choice("UniBiO", "inner_init", self.inner_init, INNER_INITS)
-        S.nonneg_float("UniBiO", "outer_lr_decay", self.outer_lr_decay)
-        self.check_outer()
+    def check(self):
         if self.inner_solver == "epoch_sgd" and self.inner_steps < self.epoch_length:
-            raise ValueError(f"UniBiO: inner_steps (K = {self.inner_steps}) is smaller than the first "
-                             f"epoch (T_1 = {self.epoch_length}): Epoch-SGD would never run.")
+            raise V.HyperparameterError(
+                f"UniBiO: inner_steps (K) = {self.inner_steps} is smaller than the first epoch "
+                f"(epoch_length T_1 = {self.epoch_length}): Epoch-SGD would never run; pass "
+                "inner_steps >= epoch_length or a shorter epoch_length.")
 
     def init(self, problem, oracles, generator) -> UniBiOState:
-        V.check_step_shape("UniBiO", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("UniBiO", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("UniBiO", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         blocks = (S.block_index(problem, "x"), S.block_index(problem, "y"))
         return UniBiOState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.x0), 0,
                            blocks, self.outer_init(problem.x0))

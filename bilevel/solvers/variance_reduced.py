@@ -28,10 +28,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
-from .neumann import NEUMANN_MODES
+from .neumann import NEUMANN_MODES, check_neumann_steps
 
 __all__ = ["SUSTAIN", "VRBO", "SUSTAINState", "VRBOState"]
 
@@ -112,36 +113,27 @@ class SUSTAIN(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    storm_weight: float = 0.9
-    lr_decay: float = 0.0
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    neumann: str = "random"
-    batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    storm_weight: float = V.hyper(0.9, "eta", V.UNIT_CLOSED)
+    lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta_N", V.STEP, scales="y")
+    neumann: str = V.hyper("random", check=V.one_of(NEUMANN_MODES))
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        V.step_size("SUSTAIN", "inner_lr (beta)", self.inner_lr)
-        V.step_size("SUSTAIN", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("SUSTAIN", "neumann_lr", self.neumann_lr)
-        V.unit_interval("SUSTAIN", "storm_weight (eta)", self.storm_weight, closed_right=True)
+    def check(self):
         if self.storm_weight == 0:
-            raise ValueError("SUSTAIN: storm_weight (eta) must be > 0 (0 never refreshes the estimate).")
-        S.nonneg_float("SUSTAIN", "lr_decay", self.lr_decay)
-        V.choice("SUSTAIN", "neumann", self.neumann, NEUMANN_MODES)
-        (V.positive_int if self.neumann == "random" else V.nonneg_int)(
-            "SUSTAIN", "neumann_steps (Q)", self.neumann_steps)
-        S.batch_size("SUSTAIN", self.batch_size)
-        self.check_outer()
+            raise V.HyperparameterError(
+                "SUSTAIN: storm_weight (eta) = 0 violates 'in (0, 1]': 0 never refreshes the "
+                "estimate; pass e.g. storm_weight=0.9.")
+        check_neumann_steps(self)
 
     def init(self, problem, oracles, generator) -> SUSTAINState:
-        V.check_step_shape("SUSTAIN", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("SUSTAIN", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("SUSTAIN", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x, y = problem.x0.clone(), problem.y0.clone()
         return SUSTAINState(x, y, x, y, torch.zeros_like(x), torch.zeros_like(y), 0,
                             S.HostRNG(generator, 4), self.outer_init(x))
@@ -240,34 +232,20 @@ class VRBO(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    inner_steps: int = 2
-    period: int = 2
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    batch_size: int | None = None
-    checkpoint_batch_size: int | None = None
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self):
-        V.step_size("VRBO", "inner_lr (beta)", self.inner_lr)
-        V.step_size("VRBO", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("VRBO", "neumann_lr", self.neumann_lr)
-        V.positive_int("VRBO", "inner_steps (m)", self.inner_steps)
-        V.positive_int("VRBO", "period (q)", self.period)
-        V.nonneg_int("VRBO", "neumann_steps (Q)", self.neumann_steps)
-        S.batch_size("VRBO", self.batch_size)
-        if self.checkpoint_batch_size is not None:
-            V.positive_int("VRBO", "checkpoint_batch_size", self.checkpoint_batch_size)
-        self.check_outer()
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    inner_steps: int = V.hyper(2, "m", V.INT1)
+    period: int = V.hyper(2, "q", V.INT1)
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    batch_size: int | None = V.hyper(None, "S_2", V.optional(V.INT1))
+    checkpoint_batch_size: int | None = V.hyper(None, "S_1", V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> VRBOState:
-        V.check_step_shape("VRBO", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("VRBO", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("VRBO", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x, y = problem.x0.clone(), problem.y0.clone()
         return VRBOState(x, y, torch.zeros_like(x), torch.zeros_like(y), x, y, 0, self.outer_init(x))
 
