@@ -156,8 +156,8 @@ def cross_yx(o, x, y, d: torch.Tensor, batch=None) -> torch.Tensor:
         val = g(xl, yl) if batch is None else g(xl, yl, batch)
         gx, = torch.autograd.grad(val, xl, create_graph=True)
         out, = torch.autograd.grad(gx, yl, grad_outputs=d, allow_unused=True, materialize_grads=True)
-    o.counts.jvp += 1
-    return o._noisy("jvp", out.detach())
+    o.charge(jvp=1)
+    return o.noisy("jvp", out.detach())
 
 
 # -- per-block norms (stacked problems) ------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from .. import _validate as V
 from .. import linsolve
 from .. import outer as _outer
-from ..hypergrad import _implicit
+from ..hypergrad import implicit_estimate
 from .base import Solver, StepInfo, check_finite, register
 
 __all__ = ["AID", "AIDState", "AIDAdamState"]
@@ -139,7 +139,7 @@ class AID(Solver):
             y = y - alpha * oracles.grad_y_g(x, y)
         v0 = state.v if self.warm_start else None
         eta = V.resolve_step(self.linsys_lr, x)
-        grad, v = _implicit(oracles, x, y, self.linsys, self.linsys_steps, eta, v0)
+        grad, v = implicit_estimate(oracles, x, y, self.linsys, self.linsys_steps, eta, v0)
         x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
                                             getattr(state, "adam", None), self.outer_lr,
                                             self.adam_betas, self.adam_eps)

@@ -9,7 +9,7 @@ import torch
 
 from .. import _validate as V
 from .. import outer as _outer
-from ..hypergrad import MODES, _unrolled_forward, _unrolled_reverse
+from ..hypergrad import MODES, unrolled_estimate
 from .base import Solver, StepInfo, check_finite, register
 
 __all__ = ["ITD", "ITDState", "ITDAdamState"]
@@ -110,8 +110,8 @@ class ITD(Solver):
     def step(self, state: ITDState, oracles, generator):
         x = state.x
         y0 = state.y if self.warm_start else oracles.problem.y0
-        unroll = _unrolled_reverse if self.mode == "reverse" else _unrolled_forward
-        grad, y = unroll(oracles, x, y0, self.inner_steps, V.resolve_step(self.inner_lr, x))
+        grad, y = unrolled_estimate(oracles, x, y0, self.inner_steps,
+                                    V.resolve_step(self.inner_lr, x), self.mode)
         x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
                                             getattr(state, "adam", None), self.outer_lr,
                                             self.adam_betas, self.adam_eps)

@@ -46,7 +46,7 @@ class SOBAState(NamedTuple):
 def _directions(o, x, y, v, size):
     """SOBA's three directions at (x, y, v) from one inner and one outer batch."""
     curv = o.curvature(x, y, S.draw(o, "inner", size))
-    o.counts.grad_g += 1                   # curv.grad_y is used as the inner SGD direction
+    o.charge(grad_g=1)                     # curv.grad_y is used as the inner SGD direction
     fx, fy = o.grad_f(x, y, S.draw(o, "outer", size))
     jv, hv = curv.both(v)
     return curv.grad_y, hv - fy, fx - jv
@@ -331,12 +331,12 @@ class SABA(Solver):
                 continue
             j = state.rng.randint(len(part))
             lo, hi, w = part[j]
-            oracles.counts.samples += hi - lo
+            oracles.charge(samples=hi - lo)
             picks[kind] = (j, w, torch.arange(lo, hi, device=x.device))
         i, wi, bi = picks["inner"]
         j, wj, bj = picks["outer"]
         curv = oracles.curvature(x, y, bi)
-        oracles.counts.grad_g += 1
+        oracles.charge(grad_g=1)
         fx, fy = oracles.grad_f(x, y, bj)
         jv, hv = curv.both(v)
         dy = mem["grad_g"].direction(i, wi, curv.grad_y)
