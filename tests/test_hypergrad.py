@@ -316,7 +316,7 @@ def test_unrolled_single_backward_equals_the_product_loop(which, N):
     reverse loop it replaced (Oracles._unroll_products, kept for noisy oracles): same y^N bit for
     bit, the same estimate to rounding (float64), the same oracle counts."""
     if which == "stacked":
-        p = bl.problems.stack([quadratic.paper001(k) for k in (2.0, 5.0, 10.0)])
+        p = bl.problems.stack([quadratic.kappa2d(k) for k in (2.0, 5.0, 10.0)])
         x, y0 = randn(p.dim_x, seed=40), randn(p.dim_y, seed=41)
     else:
         p = quadratic.random(3, 4, seed=7) if which == "random" else nonquadratic(seed=5)

@@ -200,7 +200,7 @@ def test_every_solver_with_an_outer_step_has_the_option():
 def test_adam_path_equals_torch_adam_for_every_solver(name, monkeypatch):
     """x_k of outer_optimizer="adam" = torch.optim.Adam fed the solver's own outer directions and
     (scheduled) steps, bit for bit in float64; the Adam run costs exactly the SGD run's oracle calls."""
-    p = bl.problems.quadratic.paper001(kappa=3.0)
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
     fed = []
     real = outer.adam_update
 
@@ -241,7 +241,7 @@ def test_adam_path_equals_torch_adam_for_every_solver(name, monkeypatch):
 def test_default_outer_step_is_sgd_and_adds_no_state(name):
     s = bl.solvers.make(name, **OTHERS[name])
     assert (s.outer_optimizer, s.adam_betas, s.adam_eps) == ("sgd", (0.9, 0.999), 1e-8)
-    p = bl.problems.quadratic.paper001(kappa=3.0)
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
     o = bl.oracles.Oracles(p)
     st = s.init(p, o, torch.Generator().manual_seed(0))
     assert st.outer is None

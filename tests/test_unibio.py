@@ -234,7 +234,7 @@ def test_unibio_with_plain_sgd_inner_solver_and_random_restarts():
 def test_outer_lr_decay_gives_the_decaying_normalized_step():
     """outer_lr_decay = a: ||x_{t+1} - x_t|| = eta/(t+1)^a * ||m_t||/(||m_t|| + eps) (schedules.decayed);
     a = 0 is the paper's constant step, bit for bit the default."""
-    prob = bl.problems.quadratic.paper001(kappa=3.0)
+    prob = bl.problems.quadratic.kappa2d(kappa=3.0)
     kw = dict(p=2.0, outer_lr=0.05, neumann_lr=1.0, inner_steps=10, eps=1e-12)
     steps = {}
     for a in (0.0, 0.5):
