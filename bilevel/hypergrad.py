@@ -132,8 +132,11 @@ def unrolled(prob: Problem, x: torch.Tensor, y0: torch.Tensor, steps: int, lr: f
 
     (paper 003, Section 2.2; ``y0`` is a constant, e.g. the warm start).
 
-    * ``mode="reverse"`` evaluates the sum backwards (backpropagation): N Gc,
-      N Jacobian- and N-1 Hessian-vector products, memory O(N dim y).
+    * ``mode="reverse"`` evaluates the sum backwards (backpropagation): the unroll is
+      recorded once and differentiated by a single backward pass
+      (:meth:`~bilevel.oracles.Oracles.unroll`), counted as the products it performs:
+      N Gc, N Jacobian- and N-1 Hessian-vector products; memory O(N dim y). With
+      noisy oracles each product is a separately noised oracle call.
     * ``mode="forward"`` propagates the Jacobian :math:`Z_t = \partial y^t/\partial x`,
       :math:`Z_{t+1} = Z_t - \alpha(\nabla^2_{yy} g\,Z_t + \nabla^2_{yx} g)`,
       with forward-mode AD (``torch.func.jvp``, one column per coordinate of
