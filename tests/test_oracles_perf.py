@@ -83,6 +83,7 @@ def _point(p, seed=0):
 @pytest.mark.parametrize("make", [
     lambda: conditioned.logistic(5.0, replicates=2, dim=4, n_train=40, n_val=20),
     lambda: uniform_convex.lp_hypercleaning(n_train=30, n_val=10, dim=4, p=4.0, seed=1),
+    lambda: conditioned.quadratic(8.0, replicates=2, dim=3),
 ])
 def test_reused_graph_products_equal_fresh_ones(make):
     p = make()
