@@ -5,12 +5,12 @@
 True
 """
 
-from . import bounds, hypergrad, linsolve, oracles, problems, sampling, solvers, sweeps
+from . import hypergrad, linsolve, oracles, problems, sampling, solvers, sweeps
 from .errors import BilevelError, DivergenceError, LinearSolveError
 from .problem import Problem
 from .run import run
 from .sweeps import sweep
 
-__all__ = ["Problem", "run", "sweep", "sweeps", "sampling", "hypergrad", "linsolve", "oracles", "solvers", "problems",
-           "bounds", "DivergenceError", "BilevelError", "LinearSolveError"]
+__all__ = ["Problem", "run", "sweep", "sweeps", "sampling", "hypergrad", "linsolve", "oracles",
+           "solvers", "problems", "DivergenceError", "BilevelError", "LinearSolveError"]
 __version__ = "0.1.0"
