@@ -49,7 +49,17 @@ from bilevel.io import save_table  # noqa: E402
 URL = "https://github.com/benchopt/benchmark_bilevel"
 PIN = "3ad65dc"        # benchmark_bilevel commit measured here
 ROOT = Path(__file__).resolve().parent
-SOLVERS = {"SOBA": "soba", "SABA": "saba"}   # benchmark name -> module of its solvers/ folder
+SOLVERS = {"SOBA": "soba", "SABA": "saba", "StocBiO": "stocbio"}   # name -> module of its solvers/ folder
+
+
+def our_hyperparameters(name: str, params: dict) -> dict:
+    """Our solver's hyperparameters from the benchmark solver's class defaults."""
+    lr = float(params["step_size"])
+    kw = dict(inner_lr=lr, outer_lr=lr / float(params["outer_ratio"]), batch_size=int(params["batch_size"]))
+    if name == "StocBiO":                        # N inner SGD steps, Q-term Neumann series (SHIA), step lr
+        kw.update(inner_steps=int(params["n_inner_steps"]), neumann_steps=int(params["n_shia_steps"]),
+                  neumann_lr=lr)
+    return kw
 
 
 def benchmark_path(arg: str | None) -> Path:
@@ -162,10 +172,7 @@ def stochastic_cases(path: Path, iters: int):
             setattr(sol, k, v)
         sol.set_objective(data["pb_inner"][0], data["pb_outer"][0], bp["n"][0], bp["n"][1],
                           bp["y0"], bp["x0"])
-        lr = float(params["step_size"])
-        outer_lr = lr / float(params["outer_ratio"])
-        ours_solver = bl.solvers.make(name.lower(), inner_lr=lr, outer_lr=outer_lr,
-                                      batch_size=int(params["batch_size"]))
+        ours_solver = bl.solvers.make(name.lower(), **our_hyperparameters(name, params))
 
         def peer_setup(sol=sol):
             return jax.block_until_ready(sol.init())
@@ -247,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=128)
     ap.add_argument("--only", choices=["aid", "stochastic"], default=None)
     ap.add_argument("--benchmark-bilevel", default=None)
+    ap.add_argument("--out", default=str(ROOT / "results"), help="folder of the CSVs")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     load0 = loadavg()
@@ -275,7 +283,7 @@ def main(argv=None) -> int:
         print(values.to_markdown(index=False, floatfmt=".4g"))
     if extra:
         print(extra)
-    out = ROOT / "results"
+    out = Path(args.out)
     save_table(table.assign(header=head), out / "peers.csv")
     if values is not None:
         save_table(values, out / "peers_metric.csv")
