@@ -2,6 +2,8 @@
 
 The numbers are summarised, with the machine they were measured on, in
 benchmarks/REPORT.md. Benchmarks are never part of the test suite.
+``benchmarks.peers`` (TorchOpt, benchmark_bilevel's JAX solvers) is run on its own: it needs the
+``[peers]`` extra and a benchmark_bilevel checkout (see its docstring).
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@
 True
 """
 
-from . import hypergrad, linsolve, oracles, problems, solvers
+from . import hypergrad, linsolve, oracles, problems, sampling, solvers, sweeps
 from .errors import BilevelError, DivergenceError, LinearSolveError
 from .problem import Problem
 from .run import run
+from .sweeps import sweep
 
-__all__ = ["Problem", "run", "hypergrad", "linsolve", "oracles", "solvers", "problems",
-           "DivergenceError", "BilevelError", "LinearSolveError"]
+__all__ = ["Problem", "run", "sweep", "sweeps", "sampling", "hypergrad", "linsolve", "oracles",
+           "solvers", "problems", "DivergenceError", "BilevelError", "LinearSolveError"]
 __version__ = "0.1.0"

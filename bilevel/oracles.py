@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .problem import Problem
+from .sampling import slice_len
 
 __all__ = ["Oracles", "Curvature", "Counts"]
 
@@ -86,38 +87,72 @@ def _grads(out, inputs, **kw):
 
 
 class Curvature:
-    r"""Second-order information of ``g`` at a fixed point ``(x, y)``.
+    r"""Second-order information of ``g`` at a fixed point ``(x, y)`` on one batch.
 
-    The differentiable gradient :math:`\nabla_y g(x, y)` is built once and every
-    product reuses its graph, so ``Q`` linear-system steps cost ``Q`` backward
-    passes and no extra forward pass.
+    The differentiable gradient :math:`\nabla_y g(x, y)` is built once, on the
+    first product, and every later product reuses its graph, so ``Q``
+    linear-system steps on one batch cost one forward pass and ``Q`` backward
+    passes. While only :meth:`hvp` is asked for, ``x`` is kept out of the graph
+    (``x`` enters as a constant: terms of g in x alone are not recorded, no
+    x-branch of the backward is built); the first :meth:`jvp` or :meth:`both`
+    rebuilds it once with ``x`` as a leaf. A product on a reused graph equals
+    the product on a fresh one (tests/test_oracles_perf.py checks it in float64).
+
+    ``grad_y`` (:math:`\nabla_y g`, a free by-product, counted by the caller)
+    is computed on first access. Its additive noise, if any, is drawn when the
+    object is built, so the noise stream is consumed in the same order whether
+    or not it is used.
     """
 
     def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch=None):
         self._counts = oracles.counts
-        self._noisy = oracles._noisy
-        self._x = _leaf(x)
-        self._y = _leaf(y)
+        self._noisy = oracles.noisy
+        self._g = oracles.problem.g
+        self._batch = batch
+        self._x0 = x.detach()
+        self._y0 = y.detach()
+        self._gy = None            # differentiable grad_y g
+        self._with_x = False       # whether x is a leaf of that graph
+        self._grad_y_noise = oracles.draw_noise("grad_g", self._y0)
+        self._grad_y = None
+
+    def _graph(self, with_x: bool):
+        if self._gy is not None and (self._with_x or not with_x):
+            return
+        self._x = _leaf(self._x0) if with_x else self._x0
+        self._y = _leaf(self._y0)
         with torch.enable_grad():
-            gy, = torch.autograd.grad(_call(oracles.problem.g, self._x, self._y, batch),
+            gy, = torch.autograd.grad(_call(self._g, self._x, self._y, self._batch),
                                       self._y, create_graph=True)
         self._gy = gy
-        self.grad_y = oracles._noisy("grad_g", gy.detach())  # \nabla_y g(x, y), free by-product
+        self._with_x = with_x
+
+    @property
+    def grad_y(self) -> torch.Tensor:
+        r""":math:`\nabla_y g(x, y)` (detached, noised like ``grad_g``)."""
+        if self._grad_y is None:
+            self._graph(False)
+            gy = self._gy.detach()
+            self._grad_y = gy if self._grad_y_noise is None else gy + self._grad_y_noise
+        return self._grad_y
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla^2_{yy} g(x, y)\, v`."""
         self._counts.hvp += 1
+        self._graph(False)
         return self._noisy("hvp", _grads(self._gy, self._y, grad_outputs=v, retain_graph=True)[0])
 
     def jvp(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla^2_{xy} g(x, y)\, v` (a vector of the size of ``x``)."""
         self._counts.jvp += 1
+        self._graph(True)
         return self._noisy("jvp", _grads(self._gy, self._x, grad_outputs=v, retain_graph=True)[0])
 
     def both(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""``(jvp(v), hvp(v))`` from one double-backward pass."""
         self._counts.hvp += 1
         self._counts.jvp += 1
+        self._graph(True)
         jx, hy = _grads(self._gy, (self._x, self._y), grad_outputs=v, retain_graph=True)
         return self._noisy("jvp", jx), self._noisy("hvp", hy)
 
@@ -187,19 +222,22 @@ class Oracles:
             raise ValueError(f"problem {self.problem.name!r} has no sampler: it is deterministic; "
                              "build it with a sampler to use minibatches.")
         batch = self.problem.sampler(self.generators[kind], kind, batch_size)
-        try:
-            n = len(batch)
-        except TypeError:
-            n = batch_size or 1
+        n = slice_len(batch)
+        if n is None:
+            try:
+                n = len(batch)
+            except TypeError:
+                n = batch_size or 1
         self.counts.samples += int(n)
         return batch
 
-    def _noisy(self, name: str, t: torch.Tensor) -> torch.Tensor:
+    def draw_noise(self, name: str, like: torch.Tensor) -> torch.Tensor | None:
+        """The additive noise of oracle ``name`` for an output shaped like ``like`` (or ``None``)."""
         s = self.noise.get(name)
         if not s:
-            return t
-        return t + s * torch.randn(t.shape, generator=self.generators["noise"], dtype=t.dtype,
-                                   device=t.device)
+            return None
+        return s * torch.randn(like.shape, generator=self.generators["noise"], dtype=like.dtype,
+                               device=like.device)
 
     # -- first order -------------------------------------------------------
     def grad_f(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +246,7 @@ class Oracles:
         x, y = _leaf(x), _leaf(y)
         with torch.enable_grad():
             gx, gy = _grads(_call(self.problem.f, x, y, batch), (x, y))
-        return self._noisy("grad_f", gx), self._noisy("grad_f", gy)
+        return self.noisy("grad_f", gx), self.noisy("grad_f", gy)
 
     def grad_y_g(self, x, y, batch=None) -> torch.Tensor:
         r""":math:`\nabla_y g(x, y)`."""
@@ -216,7 +254,7 @@ class Oracles:
         y = _leaf(y)
         with torch.enable_grad():
             gy = _grads(_call(self.problem.g, x.detach(), y, batch), y)[0]
-        return self._noisy("grad_g", gy)
+        return self.noisy("grad_g", gy)
 
     def grad_g(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\nabla_x g(x, y), \nabla_y g(x, y))`."""
@@ -224,7 +262,7 @@ class Oracles:
         x, y = _leaf(x), _leaf(y)
         with torch.enable_grad():
             gx, gy = _grads(_call(self.problem.g, x, y, batch), (x, y))
-        return self._noisy("grad_g", gx), self._noisy("grad_g", gy)
+        return self.noisy("grad_g", gx), self.noisy("grad_g", gy)
 
     def charge(self, grad_f: int = 0, grad_g: int = 0, hvp: int = 0, jvp: int = 0,
                samples: int = 0) -> None:
@@ -239,7 +277,8 @@ class Oracles:
 
     def noisy(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """``t`` plus this oracle's Gaussian noise for output ``name`` (``t`` itself without noise)."""
-        return self._noisy(name, t)
+        e = self.draw_noise(name, t)
+        return t if e is None else t + e
 
     # -- through an unrolled inner loop ---------------------------------------
     def unroll(self, x, y0, steps: int, lr) -> tuple[torch.Tensor, torch.Tensor]:

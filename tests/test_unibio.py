@@ -193,9 +193,9 @@ def test_example3_reference_metric_is_the_scripts_thresholded_formula():
 def test_lp_hypercleaning_sampler_and_closed_forms():
     prob = uc.lp_hypercleaning(n_train=30, n_val=10, dim=4, seed=3)
     gen = torch.Generator().manual_seed(0)
-    idx = prob.sampler(gen, "inner", 7)
-    assert idx.shape == (7,) and int(idx.max()) < 30
-    assert len(prob.sampler(gen, "outer", None)) == 10
+    idx = prob.sampler(gen, "inner", 7)                  # a block of 7 consecutive samples
+    assert isinstance(idx, slice) and len(range(30)[idx]) in (7, 2) and idx.stop <= 30
+    assert prob.sampler(gen, "outer", None) == slice(0, 10)
     x = 0.5 * torch.randn(30, generator=gen, dtype=F64)
     xl = x.clone().requires_grad_(True)
     dphi = torch.autograd.grad(prob.phi(xl), xl)[0]

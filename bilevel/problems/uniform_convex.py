@@ -37,6 +37,7 @@ import math
 import torch
 
 from ..problem import Problem
+from ..sampling import EpochSlices
 
 __all__ = ["example3", "lp_hypercleaning", "signed_power"]
 
@@ -135,10 +136,12 @@ def lp_hypercleaning(n_train: int = 200, n_val: int = 100, dim: int = 5, p: floa
     :math:`x = \lambda\in\mathbb R^{n}` (per-sample weights :math:`\sigma(\lambda_i)`,
     start ``x0``), :math:`y = w\in\mathbb R^{dim}` (start 0).
 
-    Minibatches: ``sampler(generator, kind, batch_size)`` returns ``batch_size``
-    indices drawn uniformly with replacement from the training (``"inner"``) or
-    validation (``"outer"``) set, or every index if ``batch_size`` is ``None``;
-    ``f(x, y, idx)`` and ``g(x, y, idx)`` average over those samples (the
+    Minibatches: ``sampler(generator, kind, batch_size)`` is an
+    :class:`~bilevel.sampling.EpochSlices` over the training (``"inner"``) or
+    validation (``"outer"``) set: blocks of ``batch_size`` consecutive samples
+    in an order reshuffled every epoch (every sample once per epoch), returned
+    as a ``slice``, or the whole set if ``batch_size`` is ``None``;
+    ``f(x, y, batch)`` and ``g(x, y, batch)`` average over those samples (the
     regularizer is in every batch). ``info["n_samples"] = {"inner": n, "outer": m}``
     (what :class:`~bilevel.solvers.SABA` needs).
 
@@ -170,8 +173,7 @@ def lp_hypercleaning(n_train: int = 200, n_val: int = 100, dim: int = 5, p: floa
     corrupted = torch.rand(n_train, generator=gen, **kw) < corruption
     b = torch.where(corrupted, 3.0 * torch.randn(n_train, generator=gen, **kw), b)
     A, Av, b, bv = (t.to(dtype=dtype, device=device) for t in (A, Av, b, bv))
-    all_in = torch.arange(n_train, device=device)
-    all_out = torch.arange(n_val, device=device)
+    all_in = all_out = slice(None)
 
     def g(x, y, idx=None):
         idx = all_in if idx is None else idx
@@ -183,11 +185,7 @@ def lp_hypercleaning(n_train: int = 200, n_val: int = 100, dim: int = 5, p: floa
         r = Av[idx] @ y - bv[idx]
         return 0.5 * (r * r).mean()
 
-    def sampler(generator, kind, batch_size):
-        n = n_train if kind == "inner" else n_val
-        if batch_size is None:
-            return torch.arange(n, device=device)
-        return torch.randint(n, (batch_size,), generator=generator, device=device)
+    sampler = EpochSlices({"inner": n_train, "outer": n_val})
 
     y_star = grad_phi = phi = None
     if p == 2:

@@ -266,8 +266,8 @@ class SABA(Solver):
     ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Requirements: a finite-sum problem whose ``info["n_samples"]`` is
-    ``{"inner": n, "outer": m}`` and whose ``f``/``g`` take a batch of sample
-    indices (a 1-D ``LongTensor``), e.g.
+    ``{"inner": n, "outer": m}`` and whose ``f``/``g`` take a batch of
+    consecutive samples as a Python ``slice`` (see :mod:`bilevel.sampling`), e.g.
     :func:`bilevel.problems.uniform_convex.lp_hypercleaning`. SABA builds its
     batches itself (not with the problem's sampler) and adds their sizes to
     the ``samples`` count. On a deterministic problem there is one "batch" and
@@ -332,7 +332,7 @@ class SABA(Solver):
             j = state.rng.randint(len(part))
             lo, hi, w = part[j]
             oracles.charge(samples=hi - lo)
-            picks[kind] = (j, w, torch.arange(lo, hi, device=x.device))
+            picks[kind] = (j, w, slice(lo, hi))   # a view of the data, no index gather
         i, wi, bi = picks["inner"]
         j, wj, bj = picks["outer"]
         curv = oracles.curvature(x, y, bi)
