@@ -193,7 +193,8 @@ class UniBiO(Solver):
            \eta_N\sum_{q=0}^{Q}\prod_{j=1}^{q}\big(I - \eta_N\nabla_u\nabla_y G(x_t,y_t;\zeta_j)\big)
            \nabla_u F(x_t,y_t;\xi) \\
         m_t &= \beta m_{t-1} + (1-\beta)\widehat\nabla\Phi_t,\qquad
-        x_{t+1} = x_t - \eta\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        x_{t+1} = x_t - \eta_t\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        \qquad \eta_t = \frac{\eta}{(t+1)^{e}},
 
     with :math:`\nabla_u F = \nabla_y F\oslash((p-1)|y|^{p-2})` and
     :math:`\nabla_u\nabla_y G\,v = (\nabla^2_{yy}G\,v)\oslash((p-1)|y|^{p-2})`
@@ -203,7 +204,9 @@ class UniBiO(Solver):
     field                    paper 002        meaning
     =======================  ===============  ================================================
     ``p``                    p                uniform-convexity exponent (2: strongly convex)
-    ``outer_lr``             eta              length of every outer step
+    ``outer_lr``             eta              length of the outer step (every step if e = 0)
+    ``outer_decay``          e                exponent of the UL step eta_t = eta/(t+1)^e
+                                              (default 0: the paper's fixed step; ours)
     ``momentum``             beta             momentum (paper: 0.9)
     ``interval``             I                LL update period (paper/code: 2)
     ``inner_lr``             gamma_1          first epoch's step (code: 1)
@@ -218,6 +221,12 @@ class UniBiO(Solver):
     ``inner_solver``         -                ``"epoch_sgd"`` (paper) or ``"sgd"`` (hyper-cleaning code)
     ``inner_init``           -                ``"warm"`` (paper: y_{t-1}) or ``"random"`` (code: N(0, I))
     =======================  ===============  ================================================
+
+    ``outer_decay`` (not in the paper, default 0 = Algorithm 2 exactly): with a
+    fixed normalized step, :math:`x_t` keeps moving by exactly :math:`\eta` and
+    oscillates around a stationary point at the scale of :math:`\eta`; a decaying
+    :math:`\eta_t` lets :math:`|\nabla\Phi(x_t)|` fall below that scale (App. E.1
+    comparison). Same convention as F2SA's ``outer_decay`` (``lr/(t+1)^e``).
 
     Oracle cost of step t: Gc = 1 + (Epoch-SGD steps if it runs), MV = Q + 1.
     On a stacked problem (``problem.blocks``) the normalization and the
@@ -261,6 +270,7 @@ class UniBiO(Solver):
 
     p: float = 2.0
     outer_lr: float = None
+    outer_decay: float = 0.0
     momentum: float = 0.9
     interval: int = 2
     inner_lr: float = 1.0
@@ -278,6 +288,7 @@ class UniBiO(Solver):
     def __post_init__(self):
         _check_p("UniBiO", self.p)
         V.step_size("UniBiO", "outer_lr (eta)", self.outer_lr)
+        S.nonneg_float("UniBiO", "outer_decay (e)", self.outer_decay)
         V.unit_interval("UniBiO", "momentum (beta)", self.momentum)
         V.positive_int("UniBiO", "interval (I)", self.interval)
         V.step_size("UniBiO", "inner_lr (gamma_1)", self.inner_lr)
@@ -325,5 +336,6 @@ class UniBiO(Solver):
         batches = S.draw_hg(oracles, self.batch_size, self.neumann_steps)
         grad, _ = S.neumann_hypergrad(oracles, x, y, batches, self.neumann_lr, p=self.p)
         m = self.momentum * state.m + (1 - self.momentum) * grad
-        x_new = x - self.outer_lr * m / (S.norms(m, state.blocks[0]) + self.eps)
+        eta = S.decayed(self.outer_lr, t, self.outer_decay)      # eta_t (eta itself when e = 0)
+        x_new = x - eta * m / (S.norms(m, state.blocks[0]) + self.eps)
         return UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks), StepInfo(x, y, grad)
