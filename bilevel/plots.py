@@ -193,8 +193,8 @@ def paper002_rate_figure(curves: pd.DataFrame, summary: pd.DataFrame, profile: s
     (1/T) sum_t |h_t| vs T with the power law C T^slope fitted over T >= fit_from, per p, at the paper's
     per-p UL steps; (b) the same at one UL step for all p (control, if run); (c) the slopes: per-p steps
     fitted over T >= fit_from and over every T, and the equal-step control; (d) lower-level steps per
-    outer iteration with the code's schedule and the Theorem C.5 stand-in, with the total oracle calls
-    (gradient calls Gc, matrix-vector products MV). Runtime is not plotted: on this 1-D problem it
+    outer iteration with the code's schedule and the Theorem C.5 stand-in, with the oracle calls per outer
+    iteration (gradient calls Gc, matrix-vector products MV). Runtime is not plotted: on this 1-D problem it
     measures per-call overhead, not work."""
     setup()
     fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(15, 3.8), gridspec_kw=dict(width_ratios=[1.3, 1.3, 1, 1]))
@@ -252,11 +252,12 @@ def paper002_rate_figure(curves: pd.DataFrame, summary: pd.DataFrame, profile: s
         x = xs + (j - (len(sched) - 1) / 2) * w
         d.bar(x, ss.inner_steps_per_iter, width=w, color=col, label=lab)
         for xi, (_, r) in zip(x, ss.iterrows()):
-            d.text(xi, r.inner_steps_per_iter, f"{r.inner_steps_per_iter:g}\nGc {int(r.grad_calls)}\nMV {int(r.mv_calls)}",
+            d.text(xi, r.inner_steps_per_iter,
+                   f"{r.inner_steps_per_iter:g}\nGc {r.grad_calls / r['T']:.4g}\nMV {r.mv_calls / r['T']:.4g}",
                    ha="center", va="bottom", fontsize=4.5)
     d.set_xticks(xs, [str(p) for p in ps])
     d.set(xlabel="p", ylabel="Epoch-SGD steps per outer iteration",
-          title="(d) inner iterations and oracle calls (totals)")
+          title="(d) inner iterations and oracle calls\n(Gc, MV per outer iteration)")
     d.margins(y=0.25)
     d.legend(loc="upper left", frameon=True, fontsize=6)
     fig.tight_layout()
@@ -276,7 +277,7 @@ def paper002_baselines_figure(curves: pd.DataFrame, profile: str, deviations: st
         for label in c.label.unique():
             cm = c[c.label == label].sort_values("t")
             r = cm.iloc[0]
-            decay = f", decay {r.outer_decay:g}" if "outer_decay" in cm and r.outer_decay else ""
+            decay = f", decay {r.outer_lr_decay:g}" if "outer_lr_decay" in cm and r.outer_lr_decay else ""
             _line(ax, cm.t, np.maximum(cm.grad_norm, _FLOOR), label,
                   f"{label} (UL {r.outer_lr:g}{decay}, LL {r.inner_lr:g})", marker="", lw=1.0)
         ax.axhline(_FLOOR, color="#444444", lw=0.6, ls=":")

@@ -105,7 +105,8 @@ def _unibio(p, outer_lr, inner_lr, n_terms, **kw):
 def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), ul_noise_std: float = 0.01,
                   inner_lr: float = 1.0, momentum: float = 0.9, interval: int = 2, inner_steps: int = 100,
                   epoch_length: int = 5, radius: float = 1.0, neumann_steps: int = 3, seed: int = 0,
-                  equal_outer_lr: float | None = None, theorem_c5: bool = False, fit_from: int = 10,
+                  equal_outer_lr: float | None = None, theorem_c5: bool = False, theorem_c5_T: int | None = None,
+                  fit_from: int = 10,
                   device="cpu", dtype=torch.float64, progress: bool = False):
     r"""UniBiO on Example 3 for each ``p``: deterministic, then one run per noise variance.
 
@@ -113,7 +114,10 @@ def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), 
     ``equal_outer_lr`` reruns every (noise level, p) with that one UL step for all
     p (``lr_rule = "equal"``; the main runs are ``"per_p"``); ``theorem_c5`` adds
     deterministic runs with :func:`theorem_c5_schedule`'s inner schedule
-    (``inner_schedule = "theorem_c5"``; the main runs are ``"code"``).
+    (``inner_schedule = "theorem_c5"``; the main runs are ``"code"``), over
+    ``theorem_c5_T`` outer iterations (default ``T``): they measure inner
+    iterations and oracle calls per outer iteration, which do not depend on the
+    run length beyond the warm start's share.
 
     ``outer_lrs``: UL step per p (default :data:`PAPER_OUTER_LRS`). Neumann step
     :math:`\eta_N = 1` (Example 3's generalized Hessian is 1, so the series is
@@ -146,8 +150,10 @@ def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), 
         jobs += [("equal", "code", var, p) for var in levels for p in ps]
     if theorem_c5:
         jobs += [("per_p", "theorem_c5", 0.0, p) for p in ps]
+    T_main = T
     summaries, curves = [], []
     for rule, sched, var, p in jobs:
+        T = T_main if sched == "code" or theorem_c5_T is None else int(theorem_c5_T)
         noise = None if var == 0 else {"grad_g": math.sqrt(var), "grad_f": ul_noise_std}
         eta = outer_lrs[p] if rule == "per_p" else float(equal_outer_lr)
         t1, K = (epoch_length, inner_steps) if sched == "code" else theorem_c5_schedule(p, epoch_length,
@@ -189,12 +195,12 @@ def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), 
     return pd.DataFrame(summaries), pd.concat(curves, ignore_index=True)
 
 
-def _solver(method, p, outer, inner, T, stocbio_inner_steps, neumann_steps, momentum, outer_decay):
+def _solver(method, p, outer, inner, T, stocbio_inner_steps, neumann_steps, momentum, outer_lr_decay):
     eta_std = 1.0 / (p - 1)        # 1/L of the standard Hessian (p-1) y^(p-2) on |y| <= 1
     if method == "unibio":
         return _unibio(p, outer, inner, neumann_steps, momentum=momentum)
     if method == "unibio_decay":
-        return _unibio(p, outer, inner, neumann_steps, momentum=momentum, outer_decay=outer_decay)
+        return _unibio(p, outer, inner, neumann_steps, momentum=momentum, outer_lr_decay=outer_lr_decay)
     if method == "stocbio":
         return make("stocbio", inner_steps=stocbio_inner_steps, inner_lr=inner, outer_lr=outer,
                     neumann_steps=neumann_steps, neumann_lr=eta_std)
@@ -242,7 +248,7 @@ def _robust_grid(method, p, pairs, T, seed, device, dtype, **kw):
 
 
 def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann_steps: int = 3,
-                  momentum: float = 0.9, outer_decay: float = 0.5, seed: int = 0, device="cpu",
+                  momentum: float = 0.9, outer_lr_decay: float = 0.5, seed: int = 0, device="cpu",
                   dtype=torch.float64, progress: bool = False):
     r"""Appendix E.1: grid search of (UL, LL) learning rates per method and p; curves at the best pair.
 
@@ -260,7 +266,7 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
     (:func:`unibio_lower_budget`), so both use the same number of LL gradients;
     TTSA and MA-SOBA are single loop (one LL step per outer step) by design.
     ``unibio_decay`` (ours, not in the paper): UniBiO with the decaying UL step
-    :math:`\eta_t = \eta/(t+1)^{e}`, ``e = outer_decay`` (a fixed normalized step
+    :math:`\eta_t = \eta/(t+1)^{e}`, ``e = outer_lr_decay`` (a fixed normalized step
     keeps :math:`|\nabla\Phi(x_t)|` at the scale of :math:`\eta`), same grid.
 
     Returns ``(grid, curves)``: ``grid`` one row per (method, p, outer_lr,
@@ -277,11 +283,11 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
         n_stoc = max(1, int(round(unibio_lower_budget(p, T))))
         for method in methods:
             traces = _robust_grid(method, p, pairs, T, seed, device, dtype, stocbio_inner_steps=n_stoc,
-                                  neumann_steps=neumann_steps, momentum=momentum, outer_decay=outer_decay)
+                                  neumann_steps=neumann_steps, momentum=momentum, outer_lr_decay=outer_lr_decay)
             for i, (a, b) in enumerate(pairs):
                 t = traces[i]
                 row = {"method": method, "label": METHOD_LABELS[method], "p": p, "T": T, "outer_lr": a,
-                       "inner_lr": b, "outer_decay": outer_decay if method == "unibio_decay" else 0.0, "stocbio_inner_steps": n_stoc if method == "stocbio" else np.nan,
+                       "inner_lr": b, "outer_lr_decay": outer_lr_decay if method == "unibio_decay" else 0.0, "stocbio_inner_steps": n_stoc if method == "stocbio" else np.nan,
                        "neumann_steps": neumann_steps, "diverged": t is None}
                 if t is None:
                     row.update(avg_grad_norm=np.inf, final_grad_norm=np.inf, grad_calls=np.nan, mv_calls=np.nan,
@@ -304,7 +310,7 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
             curves.append(pd.DataFrame({
                 "method": method, "label": METHOD_LABELS[method], "p": p, "t": np.arange(T),
                 "outer_lr": pairs[best][0], "inner_lr": pairs[best][1],
-                "outer_decay": outer_decay if method == "unibio_decay" else 0.0, "grad_norm": g,
+                "outer_lr_decay": outer_lr_decay if method == "unibio_decay" else 0.0, "grad_norm": g,
                 "avg_grad_norm": np.cumsum(g) / np.arange(1, T + 1)}))
             bar.update(1)
     bar.close()

@@ -205,7 +205,7 @@ class UniBiO(Solver):
     =======================  ===============  ================================================
     ``p``                    p                uniform-convexity exponent (2: strongly convex)
     ``outer_lr``             eta              length of the outer step (every step if e = 0)
-    ``outer_decay``          e                exponent of the UL step eta_t = eta/(t+1)^e
+    ``outer_lr_decay``       e                exponent of the UL step eta_t = eta/(t+1)^e
                                               (default 0: the paper's fixed step; ours)
     ``momentum``             beta             momentum (paper: 0.9)
     ``interval``             I                LL update period (paper/code: 2)
@@ -222,7 +222,7 @@ class UniBiO(Solver):
     ``inner_init``           -                ``"warm"`` (paper: y_{t-1}) or ``"random"`` (code: N(0, I))
     =======================  ===============  ================================================
 
-    ``outer_decay`` (not in the paper, default 0 = Algorithm 2 exactly): with a
+    ``outer_lr_decay`` (not in the paper, default 0 = Algorithm 2 exactly): with a
     fixed normalized step, :math:`x_t` keeps moving by exactly :math:`\eta` and
     oscillates around a stationary point at the scale of :math:`\eta`; a decaying
     :math:`\eta_t` lets :math:`|\nabla\Phi(x_t)|` fall below that scale (App. E.1
@@ -270,7 +270,7 @@ class UniBiO(Solver):
 
     p: float = 2.0
     outer_lr: float = None
-    outer_decay: float = 0.0
+    outer_lr_decay: float = 0.0
     momentum: float = 0.9
     interval: int = 2
     inner_lr: float = 1.0
@@ -288,7 +288,7 @@ class UniBiO(Solver):
     def __post_init__(self):
         _check_p("UniBiO", self.p)
         V.step_size("UniBiO", "outer_lr (eta)", self.outer_lr)
-        S.nonneg_float("UniBiO", "outer_decay (e)", self.outer_decay)
+        S.nonneg_float("UniBiO", "outer_lr_decay (e)", self.outer_lr_decay)
         V.unit_interval("UniBiO", "momentum (beta)", self.momentum)
         V.positive_int("UniBiO", "interval (I)", self.interval)
         V.step_size("UniBiO", "inner_lr (gamma_1)", self.inner_lr)
@@ -336,6 +336,6 @@ class UniBiO(Solver):
         batches = S.draw_hg(oracles, self.batch_size, self.neumann_steps)
         grad, _ = S.neumann_hypergrad(oracles, x, y, batches, self.neumann_lr, p=self.p)
         m = self.momentum * state.m + (1 - self.momentum) * grad
-        eta = S.decayed(self.outer_lr, t, self.outer_decay)      # eta_t (eta itself when e = 0)
+        eta = S.decayed(self.outer_lr, t, self.outer_lr_decay)      # eta_t (eta itself when e = 0)
         x_new = x - eta * m / (S.norms(m, state.blocks[0]) + self.eps)
         return UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks), StepInfo(x, y, grad)
