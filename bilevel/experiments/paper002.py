@@ -344,7 +344,7 @@ def _select(df: pd.DataFrame, lr_rule: str = "per_p", inner_schedule: str = "cod
     return df[keep]
 
 
-def _pairs(ps, values, fmt=".4g"):
+def _pairs(ps, values, fmt=".6g"):
     ps, values = np.asarray(ps), np.asarray(values, float)
     return [f"p={a}<{b} ({x:{fmt}} vs {y:{fmt}})" for a, b, x, y in zip(ps[:-1], ps[1:], values[:-1], values[1:])]
 
@@ -452,7 +452,7 @@ def example3_claims(summary: pd.DataFrame, curves: pd.DataFrame, grid: pd.DataFr
             out.append(claims.all_true("rate_slope_increases_with_p_equal_lr",
                                        "control: as p increases, the slope magnitude decreases at one UL step "
                                        f"eta = {float(edet.outer_lr.iloc[0]):g} for every p (T >= {fit_from})",
-                                       _ordered(edet.slope), _pairs(edet.p, edet.slope, ".3f"),
+                                       _ordered(edet.slope), _pairs(edet.p, edet.slope, ".6f"),
                                        paper="Figure 5(b) (control)"))
         out.append(claims.all_true("inner_iterations_grow_with_p",
                                    "larger p significantly increases the inner-loop iterations (lower-level steps "
