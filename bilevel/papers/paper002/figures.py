@@ -155,8 +155,9 @@ def baselines_figure(curves: pd.DataFrame, profile: str, deviations: str):
             line(ax, cm.t, np.maximum(cm.grad_norm, _FLOOR), label,
                   f"{label} (UL {r.outer_lr:g}{decay}, LL {r.inner_lr:g})", marker="", lw=1.0)
         ax.axhline(_FLOOR, color="#444444", lw=0.6, ls=":")
-        ax.text(0.02, _FLOOR * 1.4, f"clip: values < {_FLOOR:g} drawn at {_FLOOR:g}", fontsize=5.5,
-                color="#444444", transform=ax.get_yaxis_transform())
+        ax.text(0.98, _FLOOR * 2.5, f"clip: values < {_FLOOR:g} drawn at {_FLOOR:g}", fontsize=5.5, ha="right",
+                color="#444444", transform=ax.get_yaxis_transform(),
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1))
         ax.set(yscale="log", xlabel="iteration t", title=f"p = {int(p)}")
         ax.legend(loc="center right", frameon=True, framealpha=0.9, fontsize=5.5)
     axes[0][0].set_ylabel(r"$|\nabla\Phi(x_t)|$ (ground truth, clipped at $10^{-6}$)")
