@@ -34,6 +34,7 @@ STYLE = {
     "StocBiO": dict(color="#ff7f0e", marker="v", ls="-"),
     "TTSA": dict(color="#8c564b", marker="<", ls="-"),
     "MA-SOBA": dict(color="#17becf", marker=">", ls="-"),
+    "UniBiO (decaying UL step)": dict(color="#9467bd", marker="", ls="--"),
     "p=2": dict(color="#1f77b4", marker="", ls="-"),
     "p=4": dict(color="#d62728", marker="", ls="-"),
     "p=6": dict(color="#2ca02c", marker="", ls="-"),

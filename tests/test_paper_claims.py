@@ -179,21 +179,31 @@ def test_f2sa_claims_untestable_on_short_runs():
 
 # -- paper 002 ---------------------------------------------------------------------------
 
-def example3_tables(reverse=False, inner=(75, 59 + 30, 70 + 40, 77 + 50), baseline_factor=2.0, T=500):
+def example3_tables(reverse=False, inner=(75, 59 + 30, 70 + 40, 77 + 50), baseline_factor=2.0, T=500,
+                    equal_reverse=False, c5_inner=(75, 118, 213, 313), decay_factor=0.5):
+    """Tables as example3_runs/baseline_grid write them, in a world where the paper's claims hold
+    (larger p slower with per-p and with equal steps, inner iterations growing, UniBiO ahead)."""
     ps = [2, 4, 6, 8]
-    order = ps[::-1] if reverse else ps
     rows, curves = [], []
     t = np.arange(1, T + 1)
-    for var in (0.0, 1.0):
-        for p, rank in zip(ps, order):
-            rows.append({"noise_variance": var, "p": p, "T": T, "avg_hypergrad_at_y": 0.1 * rank,
-                         "slope": -1.0 / rank, "inner_steps_per_iter": inner[ps.index(p)] / 2})
-            curves.append(pd.DataFrame({"noise_variance": var, "p": p, "t": t,
-                                        "avg_hypergrad_at_y": rank / np.sqrt(t)}))
+    for rule, sched, levels, rev in (("per_p", "code", (0.0, 1.0), reverse), ("equal", "code", (0.0, 1.0), equal_reverse),
+                                     ("per_p", "theorem_c5", (0.0,), reverse)):
+        order = ps[::-1] if rev else ps
+        for var in levels:
+            for p, rank in zip(ps, order):
+                steps = (inner if sched == "code" else c5_inner)[ps.index(p)] / 2
+                rows.append({"lr_rule": rule, "inner_schedule": sched, "noise_variance": var, "p": p, "T": T,
+                             "outer_lr": 0.02 if rule == "equal" else 0.05 / rank, "avg_hypergrad_at_y": 0.1 * rank,
+                             "fit_from": 10, "slope": -1.0 / rank, "slope_all": -0.9 / rank,
+                             "inner_steps_per_iter": steps})
+                curves.append(pd.DataFrame({"lr_rule": rule, "inner_schedule": sched, "noise_variance": var,
+                                            "p": p, "t": t, "avg_hypergrad_at_y": rank / np.sqrt(t)}))
     grid = []
     for p in ps:
         grid.append({"label": "UniBiO", "method": "unibio", "p": p, "best": True, "avg_grad_norm": 0.01 * p,
                      "diverged": 0})
+        grid.append({"label": "UniBiO (decaying UL step)", "method": "unibio_decay", "p": p, "best": True,
+                     "avg_grad_norm": 0.01 * p * decay_factor, "diverged": 0})
         for lab in ("StocBiO", "TTSA", "MA-SOBA"):
             grid.append({"label": lab, "method": lab.lower(), "p": p, "best": True,
                          "avg_grad_norm": 0.01 * p * baseline_factor, "diverged": 0})
@@ -203,22 +213,62 @@ def example3_tables(reverse=False, inner=(75, 59 + 30, 70 + 40, 77 + 50), baseli
 def test_example3_claims_hold_on_the_paper_world():
     cs = by_id(paper002.example3_claims(*example3_tables()))
     assert all(c.holds for c in cs.values()), {i: c.measured for i, c in cs.items()}
+    for cid in ("slower_at_T_equal_lr_var0", "slower_at_T_equal_lr_var1", "p_ordering_survives_equal_lr",
+                "rate_slope_increases_with_p_all_T", "rate_slope_increases_with_p_equal_lr",
+                "inner_iterations_grow_with_p_theorem_c5", "unibio_decay_beats_baselines"):
+        assert cid in cs, cid
+    assert "comes from p itself" in cs["p_ordering_survives_equal_lr"].measured
 
 
 def test_example3_claims_fail_on_counterfactuals():
     cs = by_id(paper002.example3_claims(*example3_tables(reverse=True)))      # larger p converges faster
-    for cid in ("slower_at_T_var0", "slower_over_T_var1", "rate_slope_increases_with_p"):
+    for cid in ("slower_at_T_var0", "slower_over_T_var1", "rate_slope_increases_with_p",
+                "rate_slope_increases_with_p_all_T"):
         assert cs[cid].holds is False, cid
+    assert cs["p_ordering_survives_equal_lr"].holds is True     # the control alone decides the source
+    cs = by_id(paper002.example3_claims(*example3_tables(equal_reverse=True)))   # ordering only from per-p steps
+    for cid in ("slower_at_T_equal_lr_var0", "slower_at_T_equal_lr_var1", "p_ordering_survives_equal_lr",
+                "rate_slope_increases_with_p_equal_lr"):
+        assert cs[cid].holds is False, cid
+    assert cs["slower_at_T_var0"].holds is True
+    assert "per-p learning rates" in cs["p_ordering_survives_equal_lr"].measured
     cs = by_id(paper002.example3_claims(*example3_tables(inner=(75, 59, 70, 77))))   # the script's counts
     assert cs["inner_iterations_grow_with_p"].holds is False
+    cs = by_id(paper002.example3_claims(*example3_tables(c5_inner=(75, 76, 45, 80))))  # T_1 grows, K fixed
+    assert cs["inner_iterations_grow_with_p_theorem_c5"].holds is False
+    assert cs["inner_iterations_grow_with_p"].holds is True
     cs = by_id(paper002.example3_claims(*example3_tables(baseline_factor=0.5)))
     assert cs["unibio_beats_baselines"].holds is False
+    assert cs["unibio_decay_beats_baselines"].holds is True      # 0.5 <= 0.5
+    cs = by_id(paper002.example3_claims(*example3_tables(baseline_factor=0.5, decay_factor=0.8)))
+    assert cs["unibio_decay_beats_baselines"].holds is False
     s, c, g = example3_tables()
     g.loc[(g.label == "UniBiO") & (g.p == 2), "avg_grad_norm"] = 0.05   # not monotone at equal lr
     g = pd.concat([g, pd.DataFrame([{"label": "UniBiO", "method": "unibio", "p": 4, "best": False,
                                      "avg_grad_norm": np.nan, "diverged": 1}])], ignore_index=True)
     cs = by_id(paper002.example3_claims(s, c, g))
     assert cs["slower_at_equal_lr"].holds is False and cs["unibio_never_diverges"].holds is False
+
+
+def test_example3_claims_on_tables_without_controls():
+    """Tables of the main runs only (no lr_rule / inner_schedule columns): the control claims are absent."""
+    s, c, g = example3_tables()
+    keep = (s.lr_rule == "per_p") & (s.inner_schedule == "code")
+    s = s[keep].drop(columns=["lr_rule", "inner_schedule", "slope_all"])
+    c = c[(c.lr_rule == "per_p") & (c.inner_schedule == "code")].drop(columns=["lr_rule", "inner_schedule"])
+    cs = by_id(paper002.example3_claims(s, c, g[g.method != "unibio_decay"]))
+    assert all(cs[i].holds for i in ("slower_at_T_var0", "rate_slope_increases_with_p", "unibio_beats_baselines"))
+    assert not any(i in cs for i in ("p_ordering_survives_equal_lr", "inner_iterations_grow_with_p_theorem_c5",
+                                     "unibio_decay_beats_baselines", "rate_slope_increases_with_p_all_T"))
+
+
+def test_power_law_fit_from():
+    T = np.arange(1, 101)
+    avg = np.where(T < 10, 50.0, 3.0 * T ** -0.5)       # a transient before T = 10
+    assert paper002.power_law_fit(T, avg, fit_from=10)[0] == pytest.approx(-0.5)
+    assert paper002.power_law_fit(T, avg)[0] < -0.9
+    with pytest.raises(ValueError, match="fit_from"):
+        paper002.power_law_fit(T, avg, fit_from=100)
 
 
 def test_example3_ordering_untestable_on_short_runs():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -218,6 +219,25 @@ def test_unibio_steps_have_length_outer_lr():
         assert float((new.x - st.x).norm()) == pytest.approx(0.03, rel=1e-6)
         st = new
     assert tr.phi.iloc[-1] < tr.phi.iloc[0] - 0.5      # 30 steps of length 0.03 downhill
+
+
+def test_unibio_decaying_outer_step():
+    """outer_lr_decay = e: step t has length eta/(t+1)^e; e = 0 is the fixed step, bitwise."""
+    prob = uc.example3(p=4)
+    base = bl.run(bl.solvers.UniBiO(p=4, outer_lr=0.03, neumann_lr=1.0), prob, steps=20)
+    zero = bl.run(bl.solvers.UniBiO(p=4, outer_lr=0.03, neumann_lr=1.0, outer_lr_decay=0.0), prob, steps=20)
+    cols = [c for c in base.columns if "time" not in c]
+    pd.testing.assert_frame_equal(base[cols], zero[cols], check_exact=True)
+    o = Oracles(prob)
+    s = bl.solvers.UniBiO(p=4, outer_lr=0.03, neumann_lr=1.0, outer_lr_decay=0.5)
+    gen = torch.Generator().manual_seed(0)
+    st = s.init(prob, o, gen)
+    for t in range(30):
+        new, _ = s.step(st, o, gen)
+        assert float((new.x - st.x).norm()) == pytest.approx(0.03 / (t + 1) ** 0.5, rel=1e-6)
+        st = new
+    with pytest.raises(ValueError, match="outer_lr_decay"):
+        bl.solvers.UniBiO(p=4, outer_lr=0.03, neumann_lr=1.0, outer_lr_decay=-0.5)
 
 
 def test_unibio_with_plain_sgd_inner_solver_and_random_restarts():
