@@ -270,7 +270,7 @@ def _top_singular_map(X: torch.Tensor, W0: torch.Tensor, kappa: float, ridge: fl
         hi *= 2.0
         if hi > 1e8:
             raise ValueError(f"cannot reach kappa {kappa} by rescaling the top singular value.")
-    for _ in range(200):
+    while hi - lo > 1e-13 * hi:                 # kappa(s) is smooth: relative precision 1e-13 in s
         mid = 0.5 * (lo + hi)
         if kap(mid)[0] < kappa:
             lo = mid
