@@ -213,14 +213,17 @@ def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: 
 
 
 def feature_learning_sweep(kappas, seeds, K: int, n_train: int = 500, n_val: int = 500, width: int = 128,
-                           ridge: float = 1.0, kappa_control: str = "uniform", inner_lr_scale: float = 0.5,
+                           ridge: float = 12.0, kappa_control: str = "top", inner_lr_scale: float = 0.5,
                            outer_lr_scale: float = 0.02, head_init: str = "ridge", curve_points: int = 200,
                            source="auto", progress: bool = False):
     r"""Single-loop ITD on feature learning over a grid of kappas and seeds (paper 001, Fig. 3 left).
 
     One block per (seed, kappa) of :func:`bilevel.problems.feature_learning.grid`
     (``seed`` draws the train/validation split and the initial point), all run
-    in one vectorised batch. Steps per block: :math:`\alpha = ` ``inner_lr_scale``
+    in one vectorised batch. ``kappa_control="top"`` (default) sets :math:`\kappa(x_0)` by moving only the
+    largest singular value of the features, so :math:`\Phi`'s scale does not fall with kappa the way it does
+    with ``"uniform"``; ``ridge`` 12 is the round value above 10.4, below which ``"top"`` cannot reach
+    :math:`\kappa(x_0) = 2` on seeds 0-2 of space_ga. Steps per block: :math:`\alpha = ` ``inner_lr_scale``
     :math:`/L(x_0)` (:math:`L(x_0) = \kappa\mu`; 1/2 leaves room for :math:`\kappa(x)`
     to grow along the run, Ji et al.'s :math:`\alpha\le 1/(2L)`) and
     :math:`\beta = ` ``outer_lr_scale`` :math:`/L_\Phi(x_0)` (power iteration on the exact
