@@ -70,11 +70,12 @@ def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile
     ours = bounds_kappa[bounds_kappa.curve == "itd_ours"].sort_values("kappa")
     for sc, ls in zip(scales, ("--", (0, (5, 1)))):
         line(b, ours.kappa, sc * ours.value, "itd_ours", f"paper 001 ITD bound x {sc} (paper)", ls=ls)
-    for key, ls in zip(("empirical", "lower"), ((0, (1, 1)), (0, (3, 1, 1, 1)))):
+    fits = (("empirical", "the empirical curve", (0, (1, 1))), ("lower", "the lower bound", (0, (3, 1, 1, 1))))
+    for key, what, ls in fits:
         if fitted_scales and key in fitted_scales:
             sc = fitted_scales[key]
-            line(b, ours.kappa, sc * ours.value, "fit",
-                 f"paper 001 ITD bound x {sc:.3g} (fit to the {key} curve)", ls=ls, marker="")
+            line(b, ours.kappa, sc * ours.value, "fit", f"paper 001 ITD bound x {sc:.3g} (fit to {what})",
+                 ls=ls, marker="")
     a.set(xscale="log", yscale="log", xlabel=r"$\kappa$", ylabel=r"$\|\nabla\Phi\|^2$",
           title=f"ITD vs $\\kappa$ (K = {int(s.K.iloc[0])})")
     b.set(xscale="log", yscale="log", xlabel=r"$\kappa$", title="scaled upper bound")
