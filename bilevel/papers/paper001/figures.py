@@ -93,7 +93,8 @@ def feature_learning_figure(summary: pd.DataFrame, curves: pd.DataFrame, fits: p
     Left: one point per (seed, kappa), the mean over seeds, the fitted power law
     (exponent and interval from ``fits``, the row ``"mean over seed"``; line from the
     pooled fit), :math:`\|\nabla\Phi(x_0)\|^2` (the landscape's scale per kappa) and
-    :math:`\kappa^2`, :math:`\kappa^3` reference slopes through the mean at the smallest kappa. Right: the running average over k of each kappa (first seed).
+    :math:`\kappa^2`, :math:`\kappa^3` reference slopes through the mean at the smallest kappa.
+    Right: the running average over k of each kappa (first seed).
     """
     setup()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 4.2))
