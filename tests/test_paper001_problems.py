@@ -56,6 +56,22 @@ def test_kappa_at_x0_is_exact_and_ridge_is_the_strong_convexity(split, control):
     torch.testing.assert_close(hv, (H @ v.view(2, 8, 1)).reshape(-1))
 
 
+def test_top_control_keeps_phis_scale_where_uniform_does_not(split):
+    # Figure 3 left: kappa(x0) from 3 to 30. Scaling every singular value of X by s with a fixed ridge is
+    # the problem at ridge mu/s^2, so ||grad Phi(x0)||^2 falls steeply with kappa (the counterfactual;
+    # about kappa^-2 on space_ga, -1.3 on this small fixture); moving only the top one changes it far less.
+    kappas = [3.0, 30.0]
+    scale = {}
+    for control, ridge in (("uniform", 1.0), ("top", 12.0)):
+        p = FL.grid([split, split], kappas, width=32, ridge=ridge, init_seeds=[0, 0], kappa_control=control)
+        g = p.grad_phi(p.x0).view(2, -1).pow(2).sum(1)
+        scale[control] = float(np.log(g[1] / g[0]) / np.log(kappas[1] / kappas[0]))   # log-log slope
+    assert scale["uniform"] < -1.0
+    assert scale["top"] > -0.6 and scale["top"] - scale["uniform"] > 0.5
+    with pytest.raises(ValueError, match="increase the ridge"):
+        FL.grid([split], [1.05], width=16, ridge=12.0, kappa_control="top")
+
+
 def test_y_star_solves_the_inner_problem_and_grad_phi_matches_finite_differences(split):
     p = FL.grid([split], [6.0], width=12, ridge=1.0)
     x = p.x0 + 0.1 * rand_like(p.x0, 5)

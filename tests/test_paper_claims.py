@@ -70,6 +70,53 @@ def test_quadratic_claims_fail_on_counterfactuals():
     assert cs["aid_rate_one_over_K"].holds is False             # no convergence: average flat in K
 
 
+def test_itd_order_slope_uses_every_kappa():
+    # no kappa is selected by its closeness to the formula: moving only the largest kappa's point off the
+    # (kappa - 1)^2 law moves the slope out of [1.8, 2.2]
+    s, c, b = quadratic_tables()
+    s.loc[(s.method == "ITD") & (s.kappa == s.kappa.max()), "final_grad_norm_sq"] *= 4
+    cs = by_id(paper001.quadratic_claims(s, c, b))
+    assert cs["itd_error_order_kappa2"].holds is False
+
+
+def test_quadratic_bound_scale_fit_is_two_sided_and_uses_every_kappa():
+    s, c, b = quadratic_tables()
+    cs = by_id(paper001.quadratic_claims(s, c, b))
+    assert cs["itd_bound_scale_fit_empirical"].measured == pytest.approx(0.32)
+    for factor in (0.5, 2.0):                                    # the bound too tight or too loose
+        bb = b.copy()
+        bb.loc[bb.curve == "itd_ours", "value"] *= factor
+        cs = by_id(paper001.quadratic_claims(s, c, bb))
+        assert cs["itd_bound_scale_fit_empirical"].holds is False
+        assert cs["itd_bound_scale_fit_lower"].holds is False
+    sc = paper001.itd_bound_scales(s, b)
+    assert len(sc) == s[s.method == "ITD"].kappa.nunique()      # one row per kappa: none left out
+    np.testing.assert_allclose(sc.bound_over_empirical, 1 / 0.32)
+
+
+def test_aid_bound_tighter_checks_every_kappa_and_K():
+    s, c, b = quadratic_tables()
+    Ks = [10, 100, 1000]
+    grid = pd.concat([b[b.curve.isin(["aid_ours", "aid_ji"])].assign(K=k) for k in Ks], ignore_index=True)
+    cs = by_id(paper001.quadratic_claims(s, c, b, bounds_grid=grid))
+    assert cs["aid_bound_tighter"].holds is True and cs["aid_bound_tighter"].measured.startswith("15/15")
+    bad = grid.copy()
+    bad.loc[(bad.curve == "aid_ours") & (bad.kappa == 3.0) & (bad.K == 10), "value"] *= 1e3
+    cs = by_id(paper001.quadratic_claims(s, c, b, bounds_grid=bad))   # tighter at K, looser at K = 10
+    assert cs["aid_bound_tighter"].holds is False and "kappa=3 K=10" in cs["aid_bound_tighter"].measured
+
+
+def test_aid_progress_flags_runs_that_barely_moved():
+    s, _, _ = quadratic_tables()
+    kappas = np.sort(s[s.method == "AID"].kappa.unique())
+    c = pd.DataFrame({"method": "AID", "kappa": kappas, "k": 0, "grad_norm_sq": 1e-8 / (1 - 0.05 * kappas)})
+    pr = paper001.aid_progress(s, c)
+    np.testing.assert_allclose(pr.rel_decrease, 0.05 * kappas)
+    assert pr.barely_moved.tolist() == list(0.05 * kappas < paper001.BARELY_MOVED)
+    with pytest.raises(KeyError, match="k = 0"):
+        paper001.aid_progress(s, c.iloc[1:])
+
+
 def test_quadratic_claims_untestable_with_too_few_kappas():
     s, c, b = quadratic_tables()
     s = s[s.kappa <= 3]
@@ -92,10 +139,45 @@ def test_feature_learning_claim_holds_for_kappa_2_26():
     assert c.holds is True and c.paper == "2.26"
 
 
-@pytest.mark.parametrize("exponent", [-1.95, 1.0, 3.0])
+@pytest.mark.parametrize("exponent", [1.6, 2.9])
+def test_feature_learning_claim_holds_inside_the_range(exponent):
+    (c,) = paper001.feature_learning_claims(exponent_fits(exponent))
+    assert c.holds is True, c.measured
+
+
+@pytest.mark.parametrize("exponent", [-1.95, -0.5, 0.0, 1.0, 3.0, 3.5])
 def test_feature_learning_claim_fails_for_other_exponents(exponent):
     (c,) = paper001.feature_learning_claims(exponent_fits(exponent))
     assert c.holds is False, c.measured
+
+
+def feature_summary(avg_exponent, scale_exponent=0.0, final_over_avg=0.1, err_over_final=0.01):
+    kappas = np.array([2.0, 3, 5, 8, 13, 21])
+    rng = np.random.default_rng(1)
+    rows = []
+    for s in range(3):
+        for k in kappas:
+            g0 = 1e-3 * k ** scale_exponent * np.exp(0.02 * rng.standard_normal())
+            avg = 1e-5 * k ** avg_exponent * np.exp(0.02 * rng.standard_normal())
+            rows.append({"seed": s, "kappa0": k, "initial_grad_norm_sq": g0, "avg_grad_norm_sq": avg,
+                         "avg_over_initial": avg / g0, "final_grad_norm_sq": final_over_avg * avg,
+                         "final_hypergrad_err_sq": err_over_final * final_over_avg * avg})
+    return pd.DataFrame(rows)
+
+
+def test_feature_learning_reason_reads_the_measured_numbers():
+    s = feature_summary(-0.5)
+    (c,) = paper001.feature_learning_claims(paper001.exponent_fit(s), s)
+    assert c.holds is False
+    assert "still descending" in c.reason and "no ITD error floor" in c.reason
+    assert "Phi's own scale" not in c.reason                     # scale exponent 0: not blamed
+    s = feature_summary(-2.0, scale_exponent=-2.0, final_over_avg=0.9, err_over_final=5.0)
+    (c,) = paper001.feature_learning_claims(paper001.exponent_fit(s), s)
+    assert "Phi's own scale" in c.reason and "still descending" not in c.reason
+    assert "no ITD error floor" not in c.reason
+    s = feature_summary(2.2)                                     # holds: no reason attached
+    (c,) = paper001.feature_learning_claims(paper001.exponent_fit(s), s)
+    assert c.holds is True and c.reason == ""
 
 
 def test_feature_learning_claim_untestable_with_one_seed():

@@ -27,11 +27,17 @@ constant: :math:`\lambda_{\min}(H) = \mu`, so
 
     \kappa(x) = \lambda_{\max}(H(x))/\mu = 1 + \lambda_{\max}(W G W^\top)/\mu .
 
-Following paper 001, :math:`\kappa` is controlled by rescaling the singular
-values of the training feature matrix: :func:`space_ga` multiplies them all by
-the factor :math:`s` with :math:`\kappa(x_0) =` the requested value (the same
-linear map is applied to the validation features). :math:`\kappa(x)` then
-changes with :math:`x`; the problem's ``metrics`` record its drift.
+Following paper 001, :math:`\kappa` is controlled by modifying the singular
+values of the training feature matrix, with a factor :math:`s` found so that
+:math:`\kappa(x_0) =` the requested value (the same linear map is applied to the
+validation features): ``kappa_control="top"`` moves only the largest singular
+value (the spread of the spectrum changes, the other directions and so most of
+:math:`\Phi`'s scale stay); ``"uniform"`` multiplies them all by :math:`s`, which
+with a fixed ridge is the same problem as ridge :math:`\mu/s^2` on the original
+data, so :math:`\Phi`'s scale itself falls with :math:`\kappa` (about
+:math:`\kappa^{-2}` on space_ga). :func:`space_ga` uses ``"uniform"``.
+:math:`\kappa(x)` then changes with :math:`x`; the problem's ``metrics`` record
+its drift.
 
 Several problems (a grid of kappas and seeds) are one block-separable problem
 with batched tensors (:func:`grid`): a step costs about the same as one block.
@@ -270,7 +276,7 @@ def _top_singular_map(X: torch.Tensor, W0: torch.Tensor, kappa: float, ridge: fl
         hi *= 2.0
         if hi > 1e8:
             raise ValueError(f"cannot reach kappa {kappa} by rescaling the top singular value.")
-    for _ in range(200):
+    while hi - lo > 1e-13 * hi:                 # kappa(s) is smooth: relative precision 1e-13 in s
         mid = 0.5 * (lo + hi)
         if kap(mid)[0] < kappa:
             lo = mid

@@ -49,8 +49,12 @@ def quadratic_figure1(summary: pd.DataFrame, curves: pd.DataFrame, bounds_kappa:
 
 
 def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile: str,
-                               deviations: str, scales=(0.32, 0.39)):
-    """Paper 001 Figure 2: ITD vs kappa with the bounds (left), scaled bounds (right)."""
+                      deviations: str, scales=(0.32, 0.39), fitted_scales=None):
+    """Paper 001 Figure 2: ITD vs kappa with the bounds (left), scaled bounds (right).
+
+    ``fitted_scales``: optional ``{"empirical": c1, "lower": c2}``, the least-squares factors
+    (``experiments.itd_bound_scales``), drawn on the right beside the paper's ``scales``.
+    """
     setup()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4.2))
     s = summary[summary.method == "ITD"].sort_values("kappa")
@@ -65,7 +69,13 @@ def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile
         line(a, bk.kappa, bk.value, curve, bk.label.iloc[0])
     ours = bounds_kappa[bounds_kappa.curve == "itd_ours"].sort_values("kappa")
     for sc, ls in zip(scales, ("--", (0, (5, 1)))):
-        line(b, ours.kappa, sc * ours.value, "itd_ours", f"paper 001 ITD bound x {sc}", ls=ls)
+        line(b, ours.kappa, sc * ours.value, "itd_ours", f"paper 001 ITD bound x {sc} (paper)", ls=ls)
+    fits = (("empirical", "the empirical curve", (0, (1, 1))), ("lower", "the lower bound", (0, (3, 1, 1, 1))))
+    for key, what, ls in fits:
+        if fitted_scales and key in fitted_scales:
+            sc = fitted_scales[key]
+            line(b, ours.kappa, sc * ours.value, "fit", f"paper 001 ITD bound x {sc:.3g} (fit to {what})",
+                 ls=ls, marker="")
     a.set(xscale="log", yscale="log", xlabel=r"$\kappa$", ylabel=r"$\|\nabla\Phi\|^2$",
           title=f"ITD vs $\\kappa$ (K = {int(s.K.iloc[0])})")
     b.set(xscale="log", yscale="log", xlabel=r"$\kappa$", title="scaled upper bound")
@@ -82,8 +92,9 @@ def feature_learning_figure(summary: pd.DataFrame, curves: pd.DataFrame, fits: p
 
     Left: one point per (seed, kappa), the mean over seeds, the fitted power law
     (exponent and interval from ``fits``, the row ``"mean over seed"``; line from the
-    pooled fit) and :math:`\kappa^2`, :math:`\kappa^3` reference slopes through the mean
-    at the smallest kappa. Right: the running average over k of each kappa (first seed).
+    pooled fit), :math:`\|\nabla\Phi(x_0)\|^2` (the landscape's scale per kappa) and
+    :math:`\kappa^2`, :math:`\kappa^3` reference slopes through the mean at the smallest kappa.
+    Right: the running average over k of each kappa (first seed).
     """
     setup()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 4.2))
@@ -92,6 +103,9 @@ def feature_learning_figure(summary: pd.DataFrame, curves: pd.DataFrame, fits: p
                label="ITD, one seed" if seed == summary.seed.min() else None)
     m = summary.groupby("kappa0")[value].mean()
     line(a, m.index, m.values, "ITD", "ITD, mean over seeds")
+    g0 = summary.groupby("kappa0").initial_grad_norm_sq.mean()
+    line(a, g0.index, g0.values, "reference", r"$\|\nabla\Phi(x_0)\|^2$, mean over seeds ($\Phi$'s scale)",
+         ls="--", marker="o", markerfacecolor="none")
     row = fits[fits.fit == "mean over seed"].iloc[0]
     pooled = fits[fits.fit == "pooled"].iloc[0]
     k = np.asarray(m.index, float)
