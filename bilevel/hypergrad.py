@@ -22,7 +22,7 @@ from .errors import LinearSolveError
 from .oracles import Oracles
 from .problem import Problem, check_vector
 
-__all__ = ["implicit", "unrolled", "MODES"]
+__all__ = ["implicit", "unrolled", "implicit_estimate", "unrolled_estimate", "MODES"]
 
 MODES = ("reverse", "forward")
 
@@ -81,17 +81,17 @@ def implicit(prob: Problem, x: torch.Tensor, y: torch.Tensor, linsys: str = "cg"
         lr = V.step_size("implicit", "lr (linsys_lr)", lr)
         V.check_step_shape("implicit", "lr (linsys_lr)", lr, prob.x0, prob.dim_y)
     o = oracles if oracles is not None else Oracles(prob)
-    return _implicit(o, x, y, linsys, steps, lr, None if v0 is None else v0.detach())
+    return implicit_estimate(o, x, y, linsys, steps, lr, None if v0 is None else v0.detach())
 
 
-def _implicit(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
+def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     """:func:`implicit` without argument checks (the solvers' inner call)."""
     fx, fy = o.grad_f(x, y, batch)
     curv = o.curvature(x, y, batch)
     if linsys == "cg" and o.problem.blocks is not None:
-        v = linsolve._cg(curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
+        v = linsolve.UNCHECKED["cg"](curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
     else:
-        v = linsolve._UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
+        v = linsolve.UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
     if not bool(torch.isfinite(v).all()):
         _check_solution(o, x, y, fy, v, linsys, steps, lr)
     grad = fx - curv.jvp(v)
@@ -132,8 +132,11 @@ def unrolled(prob: Problem, x: torch.Tensor, y0: torch.Tensor, steps: int, lr: f
 
     (paper 003, Section 2.2; ``y0`` is a constant, e.g. the warm start).
 
-    * ``mode="reverse"`` evaluates the sum backwards (backpropagation): N Gc,
-      N Jacobian- and N-1 Hessian-vector products, memory O(N dim y).
+    * ``mode="reverse"`` evaluates the sum backwards (backpropagation): the unroll is
+      recorded once and differentiated by a single backward pass
+      (:meth:`~bilevel.oracles.Oracles.unroll`), counted as the products it performs:
+      N Gc, N Jacobian- and N-1 Hessian-vector products; memory O(N dim y). With
+      noisy oracles each product is a separately noised oracle call.
     * ``mode="forward"`` propagates the Jacobian :math:`Z_t = \partial y^t/\partial x`,
       :math:`Z_{t+1} = Z_t - \alpha(\nabla^2_{yy} g\,Z_t + \nabla^2_{yx} g)`,
       with forward-mode AD (``torch.func.jvp``, one column per coordinate of
@@ -156,30 +159,14 @@ def unrolled(prob: Problem, x: torch.Tensor, y0: torch.Tensor, steps: int, lr: f
     lr = V.step_size("unrolled", "lr (inner_lr)", lr)
     V.check_step_shape("unrolled", "lr (inner_lr)", lr, prob.x0, prob.dim_y)
     o = oracles if oracles is not None else Oracles(prob)
+    return unrolled_estimate(o, x.detach(), y0.detach(), steps, lr, mode)
+
+
+def unrolled_estimate(o: Oracles, x, y, steps, lr, mode: str = "reverse"):
+    """:func:`unrolled` without argument checks (the solvers' inner call); ``y`` is a constant."""
     if mode == "reverse":
-        return _unrolled_reverse(o, x.detach(), y0.detach(), steps, lr)
-    return _unrolled_forward(o, x.detach(), y0.detach(), steps, lr)
-
-
-def _unrolled_reverse(o: Oracles, x, y, steps, lr):
-    curvs = []
-    for _ in range(steps):
-        c = o.curvature(x, y)          # differentiable grad_y g at y^t, reused backwards
-        o.counts.grad_g += 1           # the GD step's gradient evaluation
-        curvs.append(c)
-        y = y - lr * c.grad_y
-    fx, fy = o.grad_f(x, y)
-    grad, v = fx, fy
-    for t in range(steps - 1, -1, -1):
-        u = lr * v                     # (dy^{t+1}/dy^t)^T v = v - H (alpha v)
-        if t > 0:
-            jx, hv = curvs[t].both(u)
-            v = v - hv
-        else:
-            jx = curvs[t].jvp(u)
-        grad = grad - jx
-        curvs[t] = None                # free the graph as soon as possible
-    return grad.detach(), y.detach()
+        return o.unroll(x, y, steps, lr)
+    return _unrolled_forward(o, x, y, steps, lr)
 
 
 def _unrolled_forward(o: Oracles, x, y, steps, lr):
@@ -194,9 +181,7 @@ def _unrolled_forward(o: Oracles, x, y, steps, lr):
 
     for _ in range(steps):
         gy, dgy = torch.func.vmap(tangent)(eye, Z)
-        o.counts.grad_g += 1
-        o.counts.hvp += dx
-        o.counts.jvp += dx
+        o.charge(grad_g=1, hvp=dx, jvp=dx)
         Z = Z - lr * dgy
         y = y - lr * gy[0]
     fx, fy = o.grad_f(x, y)

@@ -30,7 +30,7 @@ import torch
 from . import _validate as V
 from .errors import LinearSolveError
 
-__all__ = ["gd", "cg", "neumann", "solve", "SOLVERS"]
+__all__ = ["gd", "cg", "neumann", "solve", "SOLVERS", "UNCHECKED"]
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -185,7 +185,8 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
 
 SOLVERS = {"gd": gd, "cg": cg, "neumann": neumann}
 #: the same solvers without argument checks (the solvers' inner loop; arguments were checked once)
-_UNCHECKED = {"gd": _gd, "cg": _cg, "neumann": _neumann}
+#: the solvers without argument checks, by name: for inner loops whose arguments were checked once
+UNCHECKED = {"gd": _gd, "cg": _cg, "neumann": _neumann}
 
 
 def solve(method: str, matvec: MatVec, b: torch.Tensor, x0=None, *, steps: int,

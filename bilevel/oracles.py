@@ -10,6 +10,8 @@ oracle                    returns                                    counted as
 ``grad_f(x, y)``          :math:`(\nabla_x f, \nabla_y f)`            1 ``grad_f``
 ``grad_y_g(x, y)``        :math:`\nabla_y g`                          1 ``grad_g``
 ``grad_g(x, y)``          :math:`(\nabla_x g, \nabla_y g)`            1 ``grad_g``
+``unroll(x, y0, N, a)``   :math:`\partial f(x, y^N(x))/\partial x`       N ``grad_g`` + 1 ``grad_f``
+                          through N GD steps (one backward pass)     + N ``jvp`` + N-1 ``hvp``
 ``curvature(x, y)``       a :class:`Curvature` at ``(x, y)``:
   ``.hvp(v)``             :math:`\nabla^2_{yy} g\, v`                 1 ``hvp``
   ``.jvp(v)``             :math:`\nabla^2_{xy} g\, v` (shape of x)    1 ``jvp``
@@ -223,6 +225,65 @@ class Oracles:
         with torch.enable_grad():
             gx, gy = _grads(_call(self.problem.g, x, y, batch), (x, y))
         return self._noisy("grad_g", gx), self._noisy("grad_g", gy)
+
+    def charge(self, grad_f: int = 0, grad_g: int = 0, hvp: int = 0, jvp: int = 0,
+               samples: int = 0) -> None:
+        """Count oracle calls (and samples) that a composite computation performed outside these
+        methods (forward-mode unrolling, a Curvature's gradient reused as a step, SABA's own
+        batches), so that every count is incremented in this module."""
+        self.counts.samples += samples
+        self.counts.grad_f += grad_f
+        self.counts.grad_g += grad_g
+        self.counts.hvp += hvp
+        self.counts.jvp += jvp
+
+    def noisy(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """``t`` plus this oracle's Gaussian noise for output ``name`` (``t`` itself without noise)."""
+        return self._noisy(name, t)
+
+    # -- through an unrolled inner loop ---------------------------------------
+    def unroll(self, x, y0, steps: int, lr) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""ITD's reverse mode: :math:`\partial f(x, y^N(x))/\partial x` with
+        :math:`y^{t+1} = y^t - \alpha\nabla_y g(x, y^t)` from the constant ``y0``; returns
+        ``(grad, y^N)``, both detached.
+
+        Without noise the unroll is recorded once and differentiated by a single backward pass
+        (its cost is that of the products it performs: N ``grad_g``, 1 ``grad_f``, N ``jvp``,
+        N-1 ``hvp``, counted so); with noisy oracles every product is a separately noised
+        :class:`Curvature` call, with the same counts.
+        """
+        if self.noise:
+            return self._unroll_products(x, y0, steps, lr)
+        xl = _leaf(x)
+        y = _leaf(y0)
+        with torch.enable_grad():
+            for _ in range(steps):
+                gy, = torch.autograd.grad(self.problem.g(xl, y), y, create_graph=True)
+                y = y - lr * gy
+            f = self.problem.f(xl, y)
+            grad, = _grads(f, xl)
+        self.charge(grad_f=1, grad_g=steps, hvp=steps - 1, jvp=steps)
+        return grad.detach(), y.detach()
+
+    def _unroll_products(self, x, y, steps, lr):
+        curvs = []
+        for _ in range(steps):
+            c = self.curvature(x, y)       # differentiable grad_y g at y^t, reused backwards
+            self.counts.grad_g += 1        # the GD step's gradient evaluation
+            curvs.append(c)
+            y = y - lr * c.grad_y
+        fx, fy = self.grad_f(x, y)
+        grad, v = fx, fy
+        for t in range(steps - 1, -1, -1):
+            u = lr * v                     # (dy^{t+1}/dy^t)^T v = v - H (alpha v)
+            if t > 0:
+                jx, hv = curvs[t].both(u)
+                v = v - hv
+            else:
+                jx = curvs[t].jvp(u)
+            grad = grad - jx
+            curvs[t] = None                # free the graph as soon as possible
+        return grad.detach(), y.detach()
 
     # -- second order ------------------------------------------------------
     def curvature(self, x, y, batch=None) -> Curvature:

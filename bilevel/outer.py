@@ -1,10 +1,13 @@
 r"""Outer-variable update rules: plain gradient steps and Adam, as pure ``init``/``update`` pairs.
 
-The solvers with an outer step (:class:`~bilevel.solvers.AID`,
-:class:`~bilevel.solvers.ITD`) take ``outer_optimizer="sgd" | "adam"``. The
-default ``"sgd"`` is the papers' :math:`x_{k+1} = x_k - \beta\,\widehat\nabla\Phi(x_k)`
-and carries no state; ``"adam"`` is Kingma & Ba's Adam applied to the
-hypergradient estimate :math:`\widehat g_k = \widehat\nabla\Phi(x_k)`
+Every solver with an outer step takes ``outer_optimizer="sgd" | "adam"``
+(with ``adam_betas``, ``adam_eps``). The default ``"sgd"`` is the papers' step
+:math:`x_{k+1} = x_k - \beta_k\,d_k` along the solver's outer direction
+:math:`d_k` (the hypergradient estimate :math:`\widehat\nabla\Phi(x_k)`, or the
+solver's momentum / variance-reduced / normalized direction) and carries no
+state; ``"adam"`` is Kingma & Ba's Adam applied to that same direction,
+:math:`\widehat g_k = d_k`, with step :math:`\beta_k` (the solver's ``outer_lr``,
+after its schedule if it has one)
 (paper 003's hyper-representation experiment follows Sow et al., who update the
 representation with ``torch.optim.Adam(lr=0.05)``):
 
@@ -46,13 +49,14 @@ ICLR 2015, Algorithm 1; ``torch.optim.Adam``.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["OUTER_OPTIMIZERS", "AdamState", "adam_init", "adam_update", "validate_adam",
-           "outer_init", "outer_update"]
+from . import _validate as V
+
+__all__ = ["OUTER_OPTIMIZERS", "AdamState", "adam_init", "adam_update", "optimizer_field",
+           "betas_field", "eps_field", "outer_init", "outer_update"]
 
 #: names accepted by the solvers' ``outer_optimizer`` field
 OUTER_OPTIMIZERS = ("sgd", "adam")
@@ -64,21 +68,19 @@ class AdamState(NamedTuple):
     s: torch.Tensor       # second moment s_k
 
 
-def validate_adam(owner: str, betas, eps) -> tuple[float, float]:
-    """Check Adam's ``betas`` (two numbers in [0, 1)) and ``eps`` (> 0); return betas as a tuple."""
-    try:
-        b = tuple(betas)
-    except TypeError:
-        b = ()
-    if len(b) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in b):
-        raise ValueError(f"{owner}: adam_betas must be two numbers (beta1, beta2), got {betas!r}.")
-    for name, v in zip(("beta1", "beta2"), b):
-        if not (math.isfinite(v) and 0.0 <= v < 1.0):
-            raise ValueError(f"{owner}: adam_betas {name} must lie in [0, 1), got {v!r}.")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) \
-            or eps <= 0:
-        raise ValueError(f"{owner}: adam_eps must be a finite positive number, got {eps!r}.")
-    return float(b[0]), float(b[1])
+def optimizer_field():
+    """A fresh ``outer_optimizer`` dataclass field (``"sgd"`` default, declared constraint)."""
+    return V.hyper("sgd", check=V.one_of(OUTER_OPTIMIZERS))
+
+
+def betas_field():
+    """A fresh ``adam_betas`` dataclass field: two numbers in [0, 1), stored as a tuple."""
+    return V.hyper((0.9, 0.999), "beta1, beta2", V.BETAS)
+
+
+def eps_field():
+    """A fresh ``adam_eps`` dataclass field: a finite number > 0."""
+    return V.hyper(1e-8, "epsilon", V.POSITIVE)
 
 
 def adam_init(x: torch.Tensor) -> AdamState:

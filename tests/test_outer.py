@@ -3,6 +3,8 @@ step rules: Adam equals torch.optim.Adam, defaults unchanged, guards trip, bad i
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -166,3 +168,90 @@ def test_stable_step_rejects_bad_input():
         hyperparam.StableStep(0.0, 10.0)
     with pytest.raises(ValueError, match="n_seeds"):
         hyperparam.StableStep(1.0, 10.0, 0)
+
+
+# -- every other solver with an outer step (issue #10) ---------------------------------------
+#: hyperparameters of a short float64 run on paper 001's quadratic, with schedules where the
+#: solver has them (so Adam is fed the decayed step), one entry per registered solver family
+OTHERS = {
+    "f2sa": dict(inner_lr=1.0, outer_lr=0.05, lmbda=1.0, outer_decay=0.5),
+    "soba": dict(inner_lr=1.0, outer_lr=0.05),
+    "ma_soba": dict(inner_lr=1.0, outer_lr=0.05, momentum=0.5),
+    "saba": dict(inner_lr=1.0, outer_lr=0.05),
+    "ssaid": dict(inner_lr=1.0, linsys_lr=1.0, outer_lr=0.05),
+    "stocbio": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05),
+    "bsa": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05, outer_lr_decay=0.5),
+    "ttsa": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05, outer_lr_decay=0.5),
+    "stable": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05),
+    "sustain": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05, lr_decay=1 / 3),
+    "vrbo": dict(inner_lr=1.0, neumann_lr=1.0, outer_lr=0.05),
+    "unibio": dict(p=2.0, outer_lr=0.05, neumann_lr=1.0, inner_steps=10, outer_lr_decay=0.5),
+}
+
+
+def test_every_solver_with_an_outer_step_has_the_option():
+    have = {n for n, c in bl.solvers.REGISTRY.items()
+            if "outer_optimizer" in {f.name for f in dataclasses.fields(c)}}
+    assert have == set(bl.solvers.REGISTRY)
+    assert set(OTHERS) | {"aid", "itd"} == set(bl.solvers.REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_adam_path_equals_torch_adam_for_every_solver(name, monkeypatch):
+    """x_k of outer_optimizer="adam" = torch.optim.Adam fed the solver's own outer directions and
+    (scheduled) steps, bit for bit in float64; the Adam run costs exactly the SGD run's oracle calls."""
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
+    fed = []
+    real = outer.adam_update
+
+    def spy(x, grad, state, lr, betas, eps):
+        fed.append((grad.detach().clone(), lr))
+        return real(x, grad, state, lr, betas, eps)
+
+    monkeypatch.setattr(outer, "adam_update", spy)
+    s = bl.solvers.make(name, **OTHERS[name], outer_optimizer="adam", adam_betas=(0.8, 0.99),
+                        adam_eps=1e-6)
+    o = bl.oracles.Oracles(p)
+    gen = torch.Generator().manual_seed(0)
+    st = s.init(p, o, gen)
+    xs = []
+    for _ in range(12):
+        st, _ = s.step(st, o, gen)
+        xs.append(st.x.detach().clone())
+    assert len(fed) == 12 and len({lr for _, lr in fed}) == (1 if fed[0][1] == fed[-1][1] else 12)
+    param = torch.nn.Parameter(p.x0.clone())
+    opt = torch.optim.Adam([param], lr=fed[0][1], betas=(0.8, 0.99), eps=1e-6)
+    for (g, lr), x in zip(fed, xs):
+        opt.param_groups[0]["lr"] = lr
+        param.grad = g.clone()
+        opt.step()
+        assert torch.equal(param.detach(), x), name
+    monkeypatch.undo()
+    sgd = bl.solvers.make(name, **OTHERS[name])
+    o_sgd, o_adam = bl.oracles.Oracles(p), bl.oracles.Oracles(p)
+    for solver, orc in ((sgd, o_sgd), (s, o_adam)):
+        g = torch.Generator().manual_seed(0)
+        state = solver.init(p, orc, g)
+        for _ in range(12):
+            state, _ = solver.step(state, orc, g)
+    assert vars(o_sgd.counts) == vars(o_adam.counts)
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_default_outer_step_is_sgd_and_adds_no_state(name):
+    s = bl.solvers.make(name, **OTHERS[name])
+    assert (s.outer_optimizer, s.adam_betas, s.adam_eps) == ("sgd", (0.9, 0.999), 1e-8)
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
+    o = bl.oracles.Oracles(p)
+    st = s.init(p, o, torch.Generator().manual_seed(0))
+    assert st.outer is None
+    st, _ = s.step(st, o, torch.Generator().manual_seed(0))
+    assert st.outer is None
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+@pytest.mark.parametrize("bad", [dict(outer_optimizer="rmsprop"), dict(adam_betas=(1.0, 0.9)),
+                                 dict(adam_eps=0.0)])
+def test_bad_outer_hyperparameters_raise_for_every_solver(name, bad):
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+        bl.solvers.make(name, **OTHERS[name], **bad)

@@ -229,3 +229,30 @@ def test_unibio_with_plain_sgd_inner_solver_and_random_restarts():
     tr = bl.run(bl.solvers.UniBiO(p=2, outer_lr=0.02, neumann_lr=1.0, inner_init="random"), prob,
                 steps=200, eval_every=200)
     assert tr.grad_norm_sq.iloc[-1] < 1e-2 * tr.grad_norm_sq.iloc[0]
+
+
+def test_outer_lr_decay_gives_the_decaying_normalized_step():
+    """outer_lr_decay = a: ||x_{t+1} - x_t|| = eta/(t+1)^a * ||m_t||/(||m_t|| + eps) (schedules.decayed);
+    a = 0 is the paper's constant step, bit for bit the default."""
+    prob = bl.problems.quadratic.kappa2d(kappa=3.0)
+    kw = dict(p=2.0, outer_lr=0.05, neumann_lr=1.0, inner_steps=10, eps=1e-12)
+    steps = {}
+    for a in (0.0, 0.5):
+        s = bl.solvers.UniBiO(**kw, outer_lr_decay=a)
+        o = bl.oracles.Oracles(prob)
+        gen = torch.Generator().manual_seed(0)
+        st = s.init(prob, o, gen)
+        d = []
+        for _ in range(8):
+            x = st.x
+            st, _ = s.step(st, o, gen)
+            d.append(float((st.x - x).norm()))
+        steps[a] = d
+    for t, (c, dec) in enumerate(zip(steps[0.0], steps[0.5])):
+        assert c == pytest.approx(0.05, rel=1e-9)
+        assert dec == pytest.approx(0.05 / (t + 1) ** 0.5, rel=1e-9)
+    default = bl.run(bl.solvers.UniBiO(**kw), prob, steps=5)
+    zero = bl.run(bl.solvers.UniBiO(**kw, outer_lr_decay=0.0), prob, steps=5)
+    assert default.grad_norm_sq.tolist() == zero.grad_norm_sq.tolist()
+    with pytest.raises(ValueError, match="outer_lr_decay"):
+        bl.solvers.UniBiO(**kw, outer_lr_decay=-0.5)

@@ -18,40 +18,15 @@ r"""Building blocks shared by the stochastic solvers (private).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .. import _validate as V
 
 __all__ = ["draw", "draw_many", "HGBatches", "draw_hg", "curvatures", "neumann_series",
-           "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG", "decayed",
-           "batch_size", "nonneg_float", "generalized_scale", "block_index", "norms"]
-
-
-# -- validation ------------------------------------------------------------------
-
-def batch_size(owner: str, value):
-    """``None`` (the problem's default batch) or a positive int."""
-    if value is None:
-        return None
-    return V.positive_int(owner, "batch_size", value)
-
-
-def nonneg_float(owner: str, name: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
-
-
-def decayed(lr, k: int, exponent: float):
-    r"""Step :math:`\text{lr}/(k+1)^{e}` (``lr`` unchanged for ``e = 0``)."""
-    if exponent == 0:
-        return lr
-    return lr / float(k + 1) ** exponent
+           "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG",
+           "generalized_scale", "block_index", "norms"]
 
 
 # -- batches ---------------------------------------------------------------------
@@ -181,8 +156,8 @@ def cross_yx(o, x, y, d: torch.Tensor, batch=None) -> torch.Tensor:
         val = g(xl, yl) if batch is None else g(xl, yl, batch)
         gx, = torch.autograd.grad(val, xl, create_graph=True)
         out, = torch.autograd.grad(gx, yl, grad_outputs=d, allow_unused=True, materialize_grads=True)
-    o.counts.jvp += 1
-    return o._noisy("jvp", out.detach())
+    o.charge(jvp=1)
+    return o.noisy("jvp", out.detach())
 
 
 # -- per-block norms (stacked problems) ------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from .. import _validate as V
 from .. import linsolve
 from .. import outer as _outer
-from ..hypergrad import _implicit
+from ..hypergrad import implicit_estimate
 from .base import Solver, StepInfo, check_finite, register
 
 __all__ = ["AID", "AIDState", "AIDAdamState"]
@@ -105,36 +105,26 @@ class AID(Solver):
     True
     """
 
-    inner_steps: int = 1
-    inner_lr: float = None
-    linsys: str = "gd"
-    linsys_steps: int = 1
-    linsys_lr: float | None = None
-    outer_lr: float = None
-    warm_start: bool = True
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    max_abs: float | None = None
+    inner_steps: int = V.hyper(1, "N", V.INT1)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    linsys: str = V.hyper("gd", check=V.one_of(linsolve.SOLVERS))
+    linsys_steps: int = V.hyper(1, "Q", V.INT1)
+    linsys_lr: float | None = V.hyper(None, "eta", V.optional(V.STEP), scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    warm_start: bool = V.hyper(True, check=V.BOOL)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
+    max_abs: float | None = V.hyper(None, check=V.optional(V.POSITIVE))
 
-    def __post_init__(self):
-        V.positive_int("AID", "inner_steps (N)", self.inner_steps)
-        V.step_size("AID", "inner_lr (alpha)", self.inner_lr)
-        V.choice("AID", "linsys", self.linsys, linsolve.SOLVERS)
-        V.positive_int("AID", "linsys_steps (Q)", self.linsys_steps)
-        V.step_size("AID", "linsys_lr (eta)", self.linsys_lr, allow_none=self.linsys == "cg")
-        V.step_size("AID", "outer_lr (beta)", self.outer_lr)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"AID: warm_start must be True or False, got {self.warm_start!r}.")
-        V.choice("AID", "outer_optimizer", self.outer_optimizer, _outer.OUTER_OPTIMIZERS)
-        object.__setattr__(self, "adam_betas",
-                           _outer.validate_adam("AID", self.adam_betas, self.adam_eps))
-        V.positive_float("AID", "max_abs", self.max_abs, allow_none=True)
+    def check(self):
+        if self.linsys_lr is None and self.linsys != "cg":
+            raise V.HyperparameterError(
+                f"AID: linsys_lr (eta) = None violates 'step' for linsys={self.linsys!r}: the "
+                "linear-system iteration needs a step; pass e.g. linsys_lr=0.1 (or linsys='cg').")
 
     def init(self, problem, oracles, generator) -> AIDState:
-        V.check_step_shape("AID", "inner_lr (alpha)", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("AID", "linsys_lr (eta)", self.linsys_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("AID", "outer_lr (beta)", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x0 = problem.x0.clone()
         state = AIDState(x0, problem.y0.clone(), torch.zeros_like(problem.y0))
         if self.outer_optimizer == "adam":
@@ -149,7 +139,7 @@ class AID(Solver):
             y = y - alpha * oracles.grad_y_g(x, y)
         v0 = state.v if self.warm_start else None
         eta = V.resolve_step(self.linsys_lr, x)
-        grad, v = _implicit(oracles, x, y, self.linsys, self.linsys_steps, eta, v0)
+        grad, v = implicit_estimate(oracles, x, y, self.linsys, self.linsys_steps, eta, v0)
         x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
                                             getattr(state, "adam", None), self.outer_lr,
                                             self.adam_betas, self.adam_eps)

@@ -1,7 +1,8 @@
 """The solver protocol and the name -> class registry.
 
-A solver is a frozen dataclass of hyperparameters (validated in
-``__post_init__``) with two methods, as in jaxopt:
+A solver is a frozen dataclass of hyperparameters, each declared with
+:func:`bilevel._validate.hyper` (symbol, constraint) and validated for every
+solver in one place (:meth:`Solver.__post_init__`), with two methods, as in jaxopt:
 
 * ``init(problem, oracles, generator) -> state``
 * ``step(state, oracles, generator) -> (state, info)``
@@ -19,6 +20,9 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import torch
+
+from .. import _validate as V
+from .. import outer as _outer
 
 __all__ = ["Solver", "StepInfo", "REGISTRY", "register", "make", "available", "check_finite"]
 
@@ -100,6 +104,25 @@ class Solver:
     def hyperparams(self) -> dict[str, Any]:
         """The hyperparameters as a flat dict (recorded next to traces)."""
         return dataclasses.asdict(self)
+
+    # -- validation: declared per field (bilevel._validate.hyper), checked here for every solver --
+    def __post_init__(self):
+        V.validate(self)
+        self.check()
+
+    def check(self) -> None:
+        """Rules that tie several fields together (override); single-field constraints are declared
+        with :func:`bilevel._validate.hyper` and checked by :func:`bilevel._validate.validate`."""
+
+    # -- the outer update (bilevel.outer): "sgd" or "adam", never an oracle call ------------
+    def outer_init(self, x0: torch.Tensor):
+        """The outer update's state: ``None`` for ``"sgd"``, :class:`~bilevel.outer.AdamState` for ``"adam"``."""
+        return _outer.outer_init(self.outer_optimizer, x0)
+
+    def outer_step(self, x: torch.Tensor, direction: torch.Tensor, ostate, lr):
+        r"""``(x - lr * direction, None)`` for ``"sgd"``, else Adam on ``direction``; returns ``(x_new, ostate)``."""
+        return _outer.outer_update(self.outer_optimizer, x, direction, ostate, lr,
+                                   self.adam_betas, self.adam_eps)
 
     def init(self, problem, oracles, generator: torch.Generator):  # pragma: no cover
         raise NotImplementedError

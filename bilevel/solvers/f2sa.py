@@ -24,14 +24,15 @@ evaluates :math:`\nabla\Phi_\lambda` exactly (for metrics and tests).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _validate as V
 from .. import linsolve
+from .. import outer as _outer
+from ..schedules import decayed
 from .base import Solver, StepInfo, register
 
 __all__ = ["F2SA", "F2SAState", "penalty_inner_solution", "penalty_hypergrad", "KWON_EXPONENTS"]
@@ -55,17 +56,7 @@ class F2SAState(NamedTuple):
     z: torch.Tensor      # inner iterate z_k (tracks y*(x))
     lmbda: float         # penalty multiplier lambda_k
     k: int               # outer iteration counter (drives the schedules)
-
-
-def _nonneg(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
-
-
-def _decayed(lr, k: int, exponent: float):
-    return lr if exponent == 0 else lr / float(k + 1) ** exponent
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 def _draw(o, kind: str, size):
@@ -120,7 +111,14 @@ class F2SA(Solver):
     ``outer_decay``      5/7            0               exponent e_x of beta_k
     ``lmbda_decay``      6/7            0               exponent e_lambda of the increment
     ``batch_size``       -              -               minibatch of each oracle call (None: full)
+    ``outer_optimizer``  -              -               ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -              -               Adam's (beta1, beta2)
+    ``adam_eps``         -              -               Adam's epsilon
     ===================  =============  ==============  ======================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per outer step: Gc = 3T + 3 (T+1 ``grad_f``, 2T+2 ``grad_g``), MV = 0.
 
@@ -142,29 +140,20 @@ class F2SA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    lmbda: float = None
-    z_lr: float | None = None
-    inner_steps: int = 1
-    lmbda_increment: float = 0.0
-    inner_decay: float = 0.0
-    z_decay: float = 0.0
-    outer_decay: float = 0.0
-    lmbda_decay: float = 0.0
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        V.step_size("F2SA", "inner_lr (alpha)", self.inner_lr)
-        V.step_size("F2SA", "outer_lr (beta)", self.outer_lr)
-        V.step_size("F2SA", "z_lr (gamma)", self.z_lr, allow_none=True)
-        V.positive_float("F2SA", "lmbda (lambda_0)", self.lmbda)
-        V.positive_int("F2SA", "inner_steps (T)", self.inner_steps)
-        _nonneg("F2SA", "lmbda_increment (delta)", self.lmbda_increment)
-        for name in ("inner_decay", "z_decay", "outer_decay", "lmbda_decay"):
-            _nonneg("F2SA", name, getattr(self, name))
-        if self.batch_size is not None:
-            V.positive_int("F2SA", "batch_size", self.batch_size)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    lmbda: float = V.hyper(None, "lambda_0", V.POSITIVE)
+    z_lr: float | None = V.hyper(None, "gamma", V.optional(V.STEP), scales="y")
+    inner_steps: int = V.hyper(1, "T", V.INT1)
+    lmbda_increment: float = V.hyper(0.0, "delta", V.NONNEG)
+    inner_decay: float = V.hyper(0.0, "e_y", V.NONNEG)
+    z_decay: float = V.hyper(0.0, "e_z", V.NONNEG)
+    outer_decay: float = V.hyper(0.0, "e_x", V.NONNEG)
+    lmbda_decay: float = V.hyper(0.0, "e_lambda", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     # -- presets ------------------------------------------------------------------
     @classmethod
@@ -198,18 +187,16 @@ class F2SA(Solver):
 
     # -- protocol -----------------------------------------------------------------
     def init(self, problem, oracles, generator) -> F2SAState:
-        V.check_step_shape("F2SA", "inner_lr (alpha)", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("F2SA", "z_lr (gamma)", self.z_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("F2SA", "outer_lr (beta)", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         return F2SAState(problem.x0.clone(), problem.y0.clone(), problem.y0.clone(),
-                         float(self.lmbda), 0)
+                         float(self.lmbda), 0, self.outer_init(problem.x0))
 
     def step(self, state: F2SAState, oracles, generator):
         o, k, lam = oracles, state.k, state.lmbda
         x, y, z = state.x, state.y, state.z
-        alpha = _decayed(self.inner_lr, k, self.inner_decay)
-        gamma = _decayed(self.inner_lr if self.z_lr is None else self.z_lr, k, self.z_decay)
-        beta = _decayed(self.outer_lr, k, self.outer_decay)
+        alpha = decayed(self.inner_lr, k, self.inner_decay)
+        gamma = decayed(self.inner_lr if self.z_lr is None else self.z_lr, k, self.z_decay)
+        beta = decayed(self.outer_lr, k, self.outer_decay)
         size = self.batch_size
         for _ in range(self.inner_steps):
             gz = o.grad_y_g(x, z, _draw(o, "inner", size))
@@ -222,8 +209,9 @@ class F2SA(Solver):
         gxz, _ = o.grad_g(x, z, _draw(o, "inner", size))
         est = (fx + lam * (gxy - gxz)).detach()
         y, z = y.detach(), z.detach()
-        lam_next = lam + _decayed(self.lmbda_increment, k, self.lmbda_decay)
-        return F2SAState(x - beta * est, y, z, lam_next, k + 1), StepInfo(x, y, est)
+        lam_next = lam + decayed(self.lmbda_increment, k, self.lmbda_decay)
+        x_new, ostate = self.outer_step(x, est, state.outer, beta)
+        return F2SAState(x_new, y, z, lam_next, k + 1, ostate), StepInfo(x, y, est)
 
 
 # -- the penalised landscape, exactly ---------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from .. import _validate as V
 from .. import outer as _outer
-from ..hypergrad import MODES, _unrolled_forward, _unrolled_reverse
+from ..hypergrad import MODES, unrolled_estimate
 from .base import Solver, StepInfo, check_finite, register
 
 __all__ = ["ITD", "ITDState", "ITDAdamState"]
@@ -90,31 +90,18 @@ class ITD(Solver):
     0.01
     """
 
-    inner_steps: int = 1
-    inner_lr: float = None
-    outer_lr: float = None
-    mode: str = "reverse"
-    warm_start: bool = True
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    max_abs: float | None = None
-
-    def __post_init__(self):
-        V.positive_int("ITD", "inner_steps (N)", self.inner_steps)
-        V.step_size("ITD", "inner_lr (alpha)", self.inner_lr)
-        V.step_size("ITD", "outer_lr (beta)", self.outer_lr)
-        V.choice("ITD", "mode", self.mode, MODES)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"ITD: warm_start must be True or False, got {self.warm_start!r}.")
-        V.choice("ITD", "outer_optimizer", self.outer_optimizer, _outer.OUTER_OPTIMIZERS)
-        object.__setattr__(self, "adam_betas",
-                           _outer.validate_adam("ITD", self.adam_betas, self.adam_eps))
-        V.positive_float("ITD", "max_abs", self.max_abs, allow_none=True)
+    inner_steps: int = V.hyper(1, "N", V.INT1)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    mode: str = V.hyper("reverse", check=V.one_of(MODES))
+    warm_start: bool = V.hyper(True, check=V.BOOL)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
+    max_abs: float | None = V.hyper(None, check=V.optional(V.POSITIVE))
 
     def init(self, problem, oracles, generator) -> ITDState:
-        V.check_step_shape("ITD", "inner_lr (alpha)", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("ITD", "outer_lr (beta)", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x0 = problem.x0.clone()
         if self.outer_optimizer == "adam":
             return ITDAdamState(x0, problem.y0.clone(), _outer.adam_init(x0))
@@ -123,8 +110,8 @@ class ITD(Solver):
     def step(self, state: ITDState, oracles, generator):
         x = state.x
         y0 = state.y if self.warm_start else oracles.problem.y0
-        unroll = _unrolled_reverse if self.mode == "reverse" else _unrolled_forward
-        grad, y = unroll(oracles, x, y0, self.inner_steps, V.resolve_step(self.inner_lr, x))
+        grad, y = unrolled_estimate(oracles, x, y0, self.inner_steps,
+                                    V.resolve_step(self.inner_lr, x), self.mode)
         x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
                                             getattr(state, "adam", None), self.outer_lr,
                                             self.adam_betas, self.adam_eps)

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
+from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -43,6 +45,7 @@ class DoubleLoopState(NamedTuple):
     y: torch.Tensor      # inner warm start (y_{k-1}^N)
     k: int               # outer iteration counter (step-size schedules)
     rng: Any             # host stream of the random Neumann power (BSA)
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 def _inner_sgd(o, x, y, steps, lr, size):
@@ -59,17 +62,12 @@ def _estimate(o, x, y, mode, steps, lr, size, rng):
     return S.neumann_hypergrad(o, x, y, S.draw_hg(o, size, q), lr, n_terms=steps)
 
 
-def _common_checks(owner, s):
-    S.batch_size(owner, s.batch_size)
-    V.step_size(owner, "inner_lr", s.inner_lr)
-    V.step_size(owner, "outer_lr", s.outer_lr)
-    V.step_size(owner, "neumann_lr", s.neumann_lr)
-
-
-def _shape_checks(owner, s, problem):
-    V.check_step_shape(owner, "inner_lr", s.inner_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "neumann_lr", s.neumann_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "outer_lr", s.outer_lr, problem.x0, problem.dim_x)
+def check_neumann_steps(s):
+    """``neumann="random"`` draws a power in {0..Q-1}: it needs Q >= 1 (the sum allows Q = 0)."""
+    if s.neumann == "random" and s.neumann_steps == 0:
+        raise V.HyperparameterError(
+            f"{type(s).__name__}: neumann_steps (Q) = 0 violates 'int >= 1' for neumann='random' "
+            "(a power drawn from {0..Q-1}); pass neumann_steps >= 1 or neumann='sum'.")
 
 
 @register("stocbio")
@@ -87,17 +85,24 @@ class StocBiO(Solver):
             - \nabla^2_{xy} G(x_k, y_k^N;\mathcal D_G)\,v_k,
         \qquad x_{k+1} = x_k - \beta\,\widehat\nabla\Phi(x_k)
 
-    ==================  ===============  ====================================
-    field               Ji et al. 2021   meaning
-    ==================  ===============  ====================================
-    ``inner_steps``     D (here N)       inner SGD steps per outer step
-    ``inner_lr``        alpha            inner SGD step
-    ``neumann_steps``   Q                Hessian-vector products (Q+1 terms)
-    ``neumann_lr``      eta              Neumann step (needs eta L < 2)
-    ``outer_lr``        beta             outer step
-    ``batch_size``      S, B, D_F, D_G   minibatch size of every draw
-    ``warm_start``      -                start from y_{k-1}^N (else y0)
-    ==================  ===============  ====================================
+    ===================  ===============  ====================================
+    field                Ji et al. 2021   meaning
+    ===================  ===============  ====================================
+    ``inner_steps``      D (here N)       inner SGD steps per outer step
+    ``inner_lr``         alpha            inner SGD step
+    ``neumann_steps``    Q                Hessian-vector products (Q+1 terms)
+    ``neumann_lr``       eta              Neumann step (needs eta L < 2)
+    ``outer_lr``         beta             outer step
+    ``batch_size``       S, B, D_F, D_G   minibatch size of every draw
+    ``warm_start``       -                start from y_{k-1}^N (else y0)
+    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                Adam's (beta1, beta2)
+    ``adam_eps``         -                Adam's epsilon
+    ===================  ===============  ====================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per outer step: Gc = N + 1, MV = Q + 1; samples =
     (N + Q + 2) batch_size on a minibatch problem (every product draws its own batch).
@@ -118,24 +123,21 @@ class StocBiO(Solver):
     True
     """
 
-    inner_steps: int = 3
-    inner_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    outer_lr: float = None
-    batch_size: int | None = None
-    warm_start: bool = True
-
-    def __post_init__(self):
-        V.positive_int("StocBiO", "inner_steps (N)", self.inner_steps)
-        V.nonneg_int("StocBiO", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("StocBiO", self)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"StocBiO: warm_start must be True or False, got {self.warm_start!r}.")
+    inner_steps: int = V.hyper(3, "N", V.INT1)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    warm_start: bool = V.hyper(True, check=V.BOOL)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
-        _shape_checks("StocBiO", self, problem)
-        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, None)
+        V.check_shapes(self, problem)
+        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, None,
+                               self.outer_init(problem.x0))
 
     def step(self, state: DoubleLoopState, oracles, generator):
         x = state.x
@@ -143,8 +145,8 @@ class StocBiO(Solver):
         y = _inner_sgd(oracles, x, y, self.inner_steps, self.inner_lr, self.batch_size)
         grad, _ = _estimate(oracles, x, y, "sum", self.neumann_steps, self.neumann_lr,
                             self.batch_size, None)
-        return (DoubleLoopState(x - self.outer_lr * grad, y.detach(), state.k + 1, None),
-                StepInfo(x, y, grad))
+        x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
+        return DoubleLoopState(x_new, y.detach(), state.k + 1, None, ostate), StepInfo(x, y, grad)
 
 
 @register("bsa")
@@ -171,7 +173,14 @@ class BSA(Solver):
     ``outer_lr``            alpha^0           outer step (slides: UL rate alpha^k)
     ``outer_lr_decay``      -                 b in beta_k = beta/(k+1)^b (0: constant)
     ``batch_size``          -                 minibatch size of every draw
+    ``outer_optimizer``     -                 ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``          -                 Adam's (beta1, beta2)
+    ``adam_eps``            -                 Adam's epsilon
     ======================  ================  ==============================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Ghadimi and Wang's theory takes :math:`\beta_k\propto k^{-1/2}` and inner
     loops growing with k; the decays are left to the user (defaults constant).
@@ -190,34 +199,32 @@ class BSA(Solver):
     True
     """
 
-    inner_steps: int = 3
-    inner_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    outer_lr: float = None
-    inner_lr_decay: float = 0.0
-    outer_lr_decay: float = 0.0
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        V.positive_int("BSA", "inner_steps (T)", self.inner_steps)
-        V.positive_int("BSA", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("BSA", self)
-        S.nonneg_float("BSA", "inner_lr_decay", self.inner_lr_decay)
-        S.nonneg_float("BSA", "outer_lr_decay", self.outer_lr_decay)
+    inner_steps: int = V.hyper(3, "T", V.INT1)
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    neumann_steps: int = V.hyper(3, "Q", V.INT1)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    inner_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    outer_lr_decay: float = V.hyper(0.0, "b", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> DoubleLoopState:
-        _shape_checks("BSA", self, problem)
-        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 1))
+        V.check_shapes(self, problem)
+        return DoubleLoopState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 1),
+                               self.outer_init(problem.x0))
 
     def step(self, state: DoubleLoopState, oracles, generator):
         x, k = state.x, state.k
-        lr_in = S.decayed(self.inner_lr, k, self.inner_lr_decay)
+        lr_in = decayed(self.inner_lr, k, self.inner_lr_decay)
         y = _inner_sgd(oracles, x, state.y, self.inner_steps, lr_in, self.batch_size)
         grad, _ = _estimate(oracles, x, y, "random", self.neumann_steps, self.neumann_lr,
                             self.batch_size, state.rng)
-        x_new = x - S.decayed(self.outer_lr, k, self.outer_lr_decay) * grad
-        return DoubleLoopState(x_new, y.detach(), k + 1, state.rng), StepInfo(x, y, grad)
+        x_new, ostate = self.outer_step(x, grad, state.outer,
+                                        decayed(self.outer_lr, k, self.outer_lr_decay))
+        return DoubleLoopState(x_new, y.detach(), k + 1, state.rng, ostate), StepInfo(x, y, grad)
 
 
 class TTSAState(NamedTuple):
@@ -225,6 +232,7 @@ class TTSAState(NamedTuple):
     y: torch.Tensor      # inner iterate y_k
     k: int               # iteration counter (step-size schedules)
     rng: Any             # host stream of the random Neumann power
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("ttsa")
@@ -257,7 +265,14 @@ class TTSA(Solver):
     ``neumann_lr``          c_h (eta)        Neumann step
     ``neumann``             -                ``"random"`` (paper) or ``"sum"``
     ``batch_size``          -                minibatch size of every draw
+    ``outer_optimizer``     -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``          -                Adam's (beta1, beta2)
+    ``adam_eps``            -                Adam's epsilon
     ======================  ===============  ==============================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     The UL projection :math:`P_\Theta` of the slides is the identity here
     (unconstrained problems). Oracle cost per step: Gc = 2, MV = q + 1.
@@ -279,34 +294,32 @@ class TTSA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    neumann: str = "random"
-    inner_lr_decay: float = 0.0
-    outer_lr_decay: float = 0.0
-    batch_size: int | None = None
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    neumann: str = V.hyper("random", check=V.one_of(NEUMANN_MODES))
+    inner_lr_decay: float = V.hyper(0.0, "b", V.NONNEG)
+    outer_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        V.choice("TTSA", "neumann", self.neumann, NEUMANN_MODES)
-        if self.neumann == "random":
-            V.positive_int("TTSA", "neumann_steps (Q)", self.neumann_steps)
-        else:
-            V.nonneg_int("TTSA", "neumann_steps (Q)", self.neumann_steps)
-        _common_checks("TTSA", self)
-        S.nonneg_float("TTSA", "inner_lr_decay", self.inner_lr_decay)
-        S.nonneg_float("TTSA", "outer_lr_decay", self.outer_lr_decay)
+    def check(self):
+        check_neumann_steps(self)
 
     def init(self, problem, oracles, generator) -> TTSAState:
-        _shape_checks("TTSA", self, problem)
-        return TTSAState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 2))
+        V.check_shapes(self, problem)
+        return TTSAState(problem.x0.clone(), problem.y0.clone(), 0, S.HostRNG(generator, 2),
+                         self.outer_init(problem.x0))
 
     def step(self, state: TTSAState, oracles, generator):
         x, k = state.x, state.k
-        y = state.y - S.decayed(self.inner_lr, k, self.inner_lr_decay) * oracles.grad_y_g(
+        y = state.y - decayed(self.inner_lr, k, self.inner_lr_decay) * oracles.grad_y_g(
             x, state.y, S.draw(oracles, "inner", self.batch_size))
         grad, _ = _estimate(oracles, x, y, self.neumann, self.neumann_steps, self.neumann_lr,
                             self.batch_size, state.rng)
-        x_new = x - S.decayed(self.outer_lr, k, self.outer_lr_decay) * grad
-        return TTSAState(x_new, y.detach(), k + 1, state.rng), StepInfo(x, y, grad)
+        x_new, ostate = self.outer_step(x, grad, state.outer,
+                                        decayed(self.outer_lr, k, self.outer_lr_decay))
+        return TTSAState(x_new, y.detach(), k + 1, state.rng, ostate), StepInfo(x, y, grad)

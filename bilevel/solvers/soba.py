@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -39,12 +40,13 @@ class SOBAState(NamedTuple):
     v: torch.Tensor      # linear-system iterate v_k
     h: torch.Tensor      # moving average of the outer direction (MA-SOBA; zeros otherwise)
     yblocks: Any = None  # per-block norm index of y (MA-SOBA's projection on stacked problems)
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 def _directions(o, x, y, v, size):
     """SOBA's three directions at (x, y, v) from one inner and one outer batch."""
     curv = o.curvature(x, y, S.draw(o, "inner", size))
-    o.counts.grad_g += 1                   # curv.grad_y is used as the inner SGD direction
+    o.charge(grad_g=1)                     # curv.grad_y is used as the inner SGD direction
     fx, fy = o.grad_f(x, y, S.draw(o, "outer", size))
     jv, hv = curv.both(v)
     return curv.grad_y, hv - fy, fx - jv
@@ -57,19 +59,11 @@ def _project_ball(v, radius, index=None):
     return v * torch.clamp(radius / n.clamp_min(torch.finfo(v.dtype).tiny), max=1.0)
 
 
-def _soba_checks(owner, s):
-    V.step_size(owner, "inner_lr (rho)", s.inner_lr)
-    V.step_size(owner, "linsys_lr", s.linsys_lr, allow_none=True)
-    V.step_size(owner, "outer_lr (gamma)", s.outer_lr)
-    S.batch_size(owner, s.batch_size)
-
-
-def _soba_init(owner, s, problem):
-    V.check_step_shape(owner, "inner_lr", s.inner_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "linsys_lr", s.linsys_lr, problem.x0, problem.dim_y)
-    V.check_step_shape(owner, "outer_lr", s.outer_lr, problem.x0, problem.dim_x)
+def _soba_init(s, problem):
+    V.check_shapes(s, problem)
     return SOBAState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.y0),
-                     torch.zeros_like(problem.x0), S.block_index(problem, "y"))
+                     torch.zeros_like(problem.x0), S.block_index(problem, "y"),
+                     s.outer_init(problem.x0))
 
 
 @register("soba")
@@ -84,14 +78,21 @@ class SOBA(Solver):
         D_x = \nabla_x F(x_k,y_k;\xi) - \nabla^2_{xy}G(x_k,y_k;\zeta)\,v_k \\
         y_{k+1} &= y_k - \rho D_y,\qquad v_{k+1} = v_k - \eta D_v,\qquad x_{k+1} = x_k - \gamma D_x
 
-    ================  ===============  ======================================
-    field             Dagréou et al.   meaning
-    ================  ===============  ======================================
-    ``inner_lr``      rho              step on y
-    ``linsys_lr``     rho              step on v (``None``: same as inner_lr)
-    ``outer_lr``      gamma            step on x
-    ``batch_size``    -                size of the inner and the outer batch
-    ================  ===============  ======================================
+    ===================  ===============  ======================================
+    field                Dagréou et al.   meaning
+    ===================  ===============  ======================================
+    ``inner_lr``         rho              step on y
+    ``linsys_lr``        rho              step on v (``None``: same as inner_lr)
+    ``outer_lr``         gamma            step on x
+    ``batch_size``       -                size of the inner and the outer batch
+    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                Adam's (beta1, beta2)
+    ``adam_eps``         -                Adam's epsilon
+    ===================  ===============  ======================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     One inner batch gives :math:`D_y`, the HVP and the JVP; one outer batch both
     gradients of F. Oracle cost per step: Gc = 2, MV = 2. :math:`v_0 = 0`.
@@ -107,23 +108,23 @@ class SOBA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    linsys_lr: float | None = None
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        _soba_checks("SOBA", self)
+    inner_lr: float = V.hyper(None, "rho", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "gamma", V.STEP, scales="x")
+    linsys_lr: float | None = V.hyper(None, "rho", V.optional(V.STEP), scales="y")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("SOBA", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x, y, v = state.x, state.y, state.v
         dy, dv, dx = _directions(oracles, x, y, v, self.batch_size)
         eta = self.inner_lr if self.linsys_lr is None else self.linsys_lr
-        new = SOBAState(x - self.outer_lr * dx, y - self.inner_lr * dy, v - eta * dv, state.h,
-                        state.yblocks)
+        x_new, ostate = self.outer_step(x, dx, state.outer, self.outer_lr)
+        new = SOBAState(x_new, y - self.inner_lr * dy, v - eta * dv, state.h, state.yblocks, ostate)
         return new, StepInfo(x, y, dx.detach())
 
 
@@ -140,17 +141,24 @@ class MASOBA(Solver):
 
     with :math:`D_y, D_v, D_x` SOBA's directions at :math:`(x_k, y_k, v_k)`.
 
-    ==================  ====================  =========================================
-    field               Chen, Xu, Zhang 2023  meaning
-    ==================  ====================  =========================================
-    ``inner_lr``        beta_t                step on y
-    ``linsys_lr``       gamma_t               step on v (``None``: same as inner_lr)
-    ``outer_lr``        alpha_t               step on x
-    ``momentum``        1 - theta_t           averaging weight beta (paper 002: 0.9)
-    ``linsys_radius``   rho                   radius of the ball v is projected on (None: no projection;
-                                              per block on a stacked problem)
-    ``batch_size``      -                     size of the inner and the outer batch
-    ==================  ====================  =========================================
+    ===================  ====================  =========================================
+    field                Chen, Xu, Zhang 2023  meaning
+    ===================  ====================  =========================================
+    ``inner_lr``         beta_t                step on y
+    ``linsys_lr``        gamma_t               step on v (``None``: same as inner_lr)
+    ``outer_lr``         alpha_t               step on x
+    ``momentum``         1 - theta_t           averaging weight beta (paper 002: 0.9)
+    ``linsys_radius``    rho                   radius of the ball v is projected on (None: no projection;
+                                               per block on a stacked problem)
+    ``batch_size``       -                     size of the inner and the outer batch
+    ``outer_optimizer``  -                     ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                     Adam's (beta1, beta2)
+    ``adam_eps``         -                     Adam's epsilon
+    ===================  ====================  =========================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per step: Gc = 2, MV = 2. :math:`v_0 = 0` (paper 002's App. E.1
     value is lost; setups.md A.4 stand-in).
@@ -171,29 +179,28 @@ class MASOBA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    momentum: float = 0.9
-    linsys_lr: float | None = None
-    linsys_radius: float | None = None
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        _soba_checks("MASOBA", self)
-        V.unit_interval("MASOBA", "momentum", self.momentum)
-        V.positive_float("MASOBA", "linsys_radius", self.linsys_radius, allow_none=True)
+    inner_lr: float = V.hyper(None, "beta_t", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha_t", V.STEP, scales="x")
+    momentum: float = V.hyper(0.9, "1 - theta_t", V.UNIT)
+    linsys_lr: float | None = V.hyper(None, "gamma_t", V.optional(V.STEP), scales="y")
+    linsys_radius: float | None = V.hyper(None, "rho", V.optional(V.POSITIVE))
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("MASOBA", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x, y, v = state.x, state.y, state.v
         dy, dv, dx = _directions(oracles, x, y, v, self.batch_size)
         eta = self.inner_lr if self.linsys_lr is None else self.linsys_lr
         h = self.momentum * state.h + (1 - self.momentum) * dx
-        new = SOBAState(x - self.outer_lr * h, y - self.inner_lr * dy,
+        x_new, ostate = self.outer_step(x, h, state.outer, self.outer_lr)
+        new = SOBAState(x_new, y - self.inner_lr * dy,
                         _project_ball(v - eta * dv, self.linsys_radius, state.yblocks), h.detach(),
-                        state.yblocks)
+                        state.yblocks, ostate)
         return new, StepInfo(x, y, dx.detach())
 
 
@@ -218,6 +225,7 @@ class SABAState(NamedTuple):
     v: torch.Tensor
     memory: Any          # dict of _Saga tables (mutated in place)
     rng: Any             # host stream of batch indices
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("saba")
@@ -241,14 +249,21 @@ class SABA(Solver):
     :math:`v \leftarrow v - \eta\hat D_v`, :math:`x \leftarrow x - \gamma\hat D_x`.
     Memories start at zero.
 
-    ================  ===============  ======================================
-    field             Dagréou et al.   meaning
-    ================  ===============  ======================================
-    ``inner_lr``      rho              step on y
-    ``linsys_lr``     rho              step on v (``None``: same as inner_lr)
-    ``outer_lr``      gamma            step on x
-    ``batch_size``    -                size of the fixed batches
-    ================  ===============  ======================================
+    ===================  ===============  ======================================
+    field                Dagréou et al.   meaning
+    ===================  ===============  ======================================
+    ``inner_lr``         rho              step on y
+    ``linsys_lr``        rho              step on v (``None``: same as inner_lr)
+    ``outer_lr``         gamma            step on x
+    ``batch_size``       -                size of the fixed batches
+    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                Adam's (beta1, beta2)
+    ``adam_eps``         -                Adam's epsilon
+    ===================  ===============  ======================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Requirements: a finite-sum problem whose ``info["n_samples"]`` is
     ``{"inner": n, "outer": m}`` and whose ``f``/``g`` take a batch of sample
@@ -274,13 +289,13 @@ class SABA(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    linsys_lr: float | None = None
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        _soba_checks("SABA", self)
+    inner_lr: float = V.hyper(None, "rho", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "gamma", V.STEP, scales="x")
+    linsys_lr: float | None = V.hyper(None, "rho", V.optional(V.STEP), scales="y")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def _partition(self, problem, kind):
         if problem.sampler is None:
@@ -296,7 +311,7 @@ class SABA(Solver):
         return [(s, min(s + b, n), (min(s + b, n) - s) / n) for s in starts]
 
     def init(self, problem, oracles, generator) -> SABAState:
-        base = _soba_init("SABA", self, problem)
+        base = _soba_init(self, problem)
         parts = {k: self._partition(problem, k) for k in ("inner", "outer")}
         nb = {k: (1 if p is None else len(p)) for k, p in parts.items()}
         y0, x0 = problem.y0, problem.x0
@@ -304,7 +319,7 @@ class SABA(Solver):
                   "grad_g": _Saga(nb["inner"], y0), "hvp": _Saga(nb["inner"], y0),
                   "jvp": _Saga(nb["inner"], x0),
                   "fy": _Saga(nb["outer"], y0), "fx": _Saga(nb["outer"], x0)}
-        return SABAState(base.x, base.y, base.v, memory, S.HostRNG(generator, 3))
+        return SABAState(base.x, base.y, base.v, memory, S.HostRNG(generator, 3), base.outer)
 
     def step(self, state: SABAState, oracles, generator):
         x, y, v, mem = state.x, state.y, state.v, state.memory
@@ -316,12 +331,12 @@ class SABA(Solver):
                 continue
             j = state.rng.randint(len(part))
             lo, hi, w = part[j]
-            oracles.counts.samples += hi - lo
+            oracles.charge(samples=hi - lo)
             picks[kind] = (j, w, torch.arange(lo, hi, device=x.device))
         i, wi, bi = picks["inner"]
         j, wj, bj = picks["outer"]
         curv = oracles.curvature(x, y, bi)
-        oracles.counts.grad_g += 1
+        oracles.charge(grad_g=1)
         fx, fy = oracles.grad_f(x, y, bj)
         jv, hv = curv.both(v)
         dy = mem["grad_g"].direction(i, wi, curv.grad_y)
@@ -331,7 +346,8 @@ class SABA(Solver):
         fx = mem["fx"].direction(j, wj, fx.detach())
         dx = fx - jv
         eta = self.inner_lr if self.linsys_lr is None else self.linsys_lr
-        new = SABAState(x - self.outer_lr * dx, y - self.inner_lr * dy, v - eta * (hv - fy), mem, state.rng)
+        x_new, ostate = self.outer_step(x, dx, state.outer, self.outer_lr)
+        new = SABAState(x_new, y - self.inner_lr * dy, v - eta * (hv - fy), mem, state.rng, ostate)
         return new, StepInfo(x, y, dx)
 
 
@@ -346,14 +362,21 @@ class SSAID(Solver):
         v_{k+1} &= v_k - \eta\big(\nabla^2_{yy}G(x_k, y_{k+1};\zeta_k)\,v_k - \nabla_y F(x_k, y_{k+1};\psi_k)\big) \\
         x_{k+1} &= x_k - \beta\big(\nabla_x F(x_k, y_{k+1};\psi_k) - \nabla^2_{xy}G(x_k, y_{k+1};\zeta_k)\,v_{k+1}\big)
 
-    ================  ===========  ==========================================
-    field             paper 001    meaning
-    ================  ===========  ==========================================
-    ``inner_lr``      alpha        inner SGD step
-    ``linsys_lr``     eta          step of the v recursion
-    ``outer_lr``      beta         outer step (the theory scales it by kappa powers)
-    ``batch_size``    -            size of xi, zeta, psi (three independent batches)
-    ================  ===========  ==========================================
+    ===================  ===========  ==========================================
+    field                paper 001    meaning
+    ===================  ===========  ==========================================
+    ``inner_lr``         alpha        inner SGD step
+    ``linsys_lr``        eta          step of the v recursion
+    ``outer_lr``         beta         outer step (the theory scales it by kappa powers)
+    ``batch_size``       -            size of xi, zeta, psi (three independent batches)
+    ``outer_optimizer``  -            ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -            Adam's (beta1, beta2)
+    ``adam_eps``         -            Adam's epsilon
+    ===================  ===========  ==========================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per step: Gc = 2, MV = 2 (one HVP at :math:`v_k`, one JVP at
     :math:`v_{k+1}`, both on batch :math:`\zeta_k`). With exact oracles this is
@@ -373,19 +396,16 @@ class SSAID(Solver):
     True
     """
 
-    inner_lr: float = None
-    linsys_lr: float = None
-    outer_lr: float = None
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        V.step_size("SSAID", "inner_lr (alpha)", self.inner_lr)
-        V.step_size("SSAID", "linsys_lr (eta)", self.linsys_lr)
-        V.step_size("SSAID", "outer_lr (beta)", self.outer_lr)
-        S.batch_size("SSAID", self.batch_size)
+    inner_lr: float = V.hyper(None, "alpha", V.STEP, scales="y")
+    linsys_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "beta", V.STEP, scales="x")
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> SOBAState:
-        return _soba_init("SSAID", self, problem)
+        return _soba_init(self, problem)
 
     def step(self, state: SOBAState, oracles, generator):
         x = state.x
@@ -395,5 +415,6 @@ class SSAID(Solver):
         curv = oracles.curvature(x, y, S.draw(oracles, "inner", size))
         v = state.v - self.linsys_lr * (curv.hvp(state.v) - fy)
         grad = (fx - curv.jvp(v)).detach()
-        return (SOBAState(x - self.outer_lr * grad, y.detach(), v.detach(), state.h, state.yblocks),
+        x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
+        return (SOBAState(x_new, y.detach(), v.detach(), state.h, state.yblocks, ostate),
                 StepInfo(x, y, grad))

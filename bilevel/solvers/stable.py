@@ -3,11 +3,12 @@ r"""STABLE: single-timescale stochastic bilevel optimization with a correction t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -17,6 +18,7 @@ __all__ = ["STABLE", "STABLEState"]
 class STABLEState(NamedTuple):
     x: torch.Tensor      # outer iterate x_k
     y: torch.Tensor      # inner iterate y_k
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("stable")
@@ -39,16 +41,23 @@ class STABLE(Solver):
     (:mod:`bilevel.solvers.neumann`); :math:`\nabla^2_{yx}G\,d` is one double
     backward (counted as a JVP).
 
-    ==================  ===============  ==========================================
-    field               paper 004        meaning
-    ==================  ===============  ==========================================
-    ``inner_lr``        beta^k           LL step
-    ``outer_lr``        alpha^k          UL step (theory: both O(1/sqrt K))
-    ``neumann_steps``   -                HVPs per inverse-Hessian product
-    ``neumann_lr``      -                Neumann step
-    ``correction``      CT               apply the correction term (False: no CT)
-    ``batch_size``      -                minibatch size of every draw
-    ==================  ===============  ==========================================
+    ===================  ===============  ==========================================
+    field                paper 004        meaning
+    ===================  ===============  ==========================================
+    ``inner_lr``         beta^k           LL step
+    ``outer_lr``         alpha^k          UL step (theory: both O(1/sqrt K))
+    ``neumann_steps``    -                HVPs per inverse-Hessian product
+    ``neumann_lr``       -                Neumann step
+    ``correction``       CT               apply the correction term (False: no CT)
+    ``batch_size``       -                minibatch size of every draw
+    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                Adam's (beta1, beta2)
+    ``adam_eps``         -                Adam's epsilon
+    ===================  ===============  ==========================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per step: Gc = 2, MV = 2 Q + 2 (Q + 1 without correction).
 
@@ -71,36 +80,28 @@ class STABLE(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    correction: bool = True
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        V.step_size("STABLE", "inner_lr (beta)", self.inner_lr)
-        V.step_size("STABLE", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("STABLE", "neumann_lr", self.neumann_lr)
-        V.nonneg_int("STABLE", "neumann_steps", self.neumann_steps)
-        if not isinstance(self.correction, bool):
-            raise ValueError(f"STABLE: correction must be True or False, got {self.correction!r}.")
-        S.batch_size("STABLE", self.batch_size)
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    correction: bool = V.hyper(True, check=V.BOOL)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> STABLEState:
-        V.check_step_shape("STABLE", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("STABLE", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("STABLE", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
-        return STABLEState(problem.x0.clone(), problem.y0.clone())
+        V.check_shapes(self, problem)
+        return STABLEState(problem.x0.clone(), problem.y0.clone(), self.outer_init(problem.x0))
 
     def step(self, state: STABLEState, oracles, generator):
         o, x, y, Q, eta, size = oracles, state.x, state.y, self.neumann_steps, self.neumann_lr, \
             self.batch_size
         grad, _ = S.neumann_hypergrad(o, x, y, S.draw_hg(o, size, Q), eta)
-        x_new = x - self.outer_lr * grad
+        x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
         y_new = y - self.inner_lr * o.grad_y_g(x, y, S.draw(o, "inner", size))
         if self.correction:
             b = S.cross_yx(o, x, y, x_new - x, S.draw(o, "inner", size))
             cs = S.curvatures(o, x, y, S.draw_many(o, "inner", size, Q))
             y_new = y_new - S.neumann_series(cs, b, eta)
-        return STABLEState(x_new.detach(), y_new.detach()), StepInfo(x, y, grad)
+        return STABLEState(x_new.detach(), y_new.detach(), ostate), StepInfo(x, y, grad)

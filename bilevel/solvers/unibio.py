@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
+from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -176,6 +178,7 @@ class UniBiOState(NamedTuple):
     m: torch.Tensor      # momentum m_{t-1}
     k: int               # outer iteration counter t
     blocks: tuple = (None, None)   # per-block norm indices of (x, y) for stacked problems
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("unibio")
@@ -193,7 +196,8 @@ class UniBiO(Solver):
            \eta_N\sum_{q=0}^{Q}\prod_{j=1}^{q}\big(I - \eta_N\nabla_u\nabla_y G(x_t,y_t;\zeta_j)\big)
            \nabla_u F(x_t,y_t;\xi) \\
         m_t &= \beta m_{t-1} + (1-\beta)\widehat\nabla\Phi_t,\qquad
-        x_{t+1} = x_t - \eta\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        x_{t+1} = x_t - \eta_t\,\frac{m_t}{\|m_t\| + \epsilon},\qquad m_{-1} = 0,
+        \qquad \eta_t = \eta/(t+1)^{a},
 
     with :math:`\nabla_u F = \nabla_y F\oslash((p-1)|y|^{p-2})` and
     :math:`\nabla_u\nabla_y G\,v = (\nabla^2_{yy}G\,v)\oslash((p-1)|y|^{p-2})`
@@ -203,7 +207,8 @@ class UniBiO(Solver):
     field                    paper 002        meaning
     =======================  ===============  ================================================
     ``p``                    p                uniform-convexity exponent (2: strongly convex)
-    ``outer_lr``             eta              length of every outer step
+    ``outer_lr``             eta              length of the outer step (eta_0 if decaying)
+    ``outer_lr_decay``       -                a in eta_t = eta/(t+1)^a (0: constant, paper)
     ``momentum``             beta             momentum (paper: 0.9)
     ``interval``             I                LL update period (paper/code: 2)
     ``inner_lr``             gamma_1          first epoch's step (code: 1)
@@ -217,7 +222,14 @@ class UniBiO(Solver):
     ``batch_size``           -                minibatch size of every draw
     ``inner_solver``         -                ``"epoch_sgd"`` (paper) or ``"sgd"`` (hyper-cleaning code)
     ``inner_init``           -                ``"warm"`` (paper: y_{t-1}) or ``"random"`` (code: N(0, I))
+    ``outer_optimizer``      -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``           -                Adam's (beta1, beta2)
+    ``adam_eps``             -                Adam's epsilon
     =======================  ===============  ================================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost of step t: Gc = 1 + (Epoch-SGD steps if it runs), MV = Q + 1.
     On a stacked problem (``problem.blocks``) the normalization and the
@@ -259,50 +271,38 @@ class UniBiO(Solver):
     True
     """
 
-    p: float = 2.0
-    outer_lr: float = None
-    momentum: float = 0.9
-    interval: int = 2
-    inner_lr: float = 1.0
-    epoch_length: int = 5
-    radius: float = 1.0
-    inner_steps: int = 100
-    warm_start_steps: int | None = None
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    eps: float = 1e-8
-    batch_size: int | None = None
-    inner_solver: str = "epoch_sgd"
-    inner_init: str = "warm"
+    p: float = V.hyper(2.0, "p", V.at_least(2))
+    outer_lr: float = V.hyper(None, "eta", V.STEP, scales="x")
+    momentum: float = V.hyper(0.9, "beta", V.UNIT)
+    interval: int = V.hyper(2, "I", V.INT1)
+    inner_lr: float = V.hyper(1.0, "gamma_1", V.STEP, scales="y")
+    epoch_length: int = V.hyper(5, "T_1", V.INT1)
+    radius: float = V.hyper(1.0, "D_1", V.POSITIVE)
+    inner_steps: int = V.hyper(100, "K", V.INT1)
+    warm_start_steps: int | None = V.hyper(None, "T_0", V.optional(V.INT0))
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta_N", V.STEP, scales="y")
+    eps: float = V.hyper(1e-8, "epsilon", V.POSITIVE)
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    inner_solver: str = V.hyper("epoch_sgd", check=V.one_of(INNER_SOLVERS))
+    inner_init: str = V.hyper("warm", check=V.one_of(INNER_INITS))
+    outer_lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        _check_p("UniBiO", self.p)
-        V.step_size("UniBiO", "outer_lr (eta)", self.outer_lr)
-        V.unit_interval("UniBiO", "momentum (beta)", self.momentum)
-        V.positive_int("UniBiO", "interval (I)", self.interval)
-        V.step_size("UniBiO", "inner_lr (gamma_1)", self.inner_lr)
-        V.positive_int("UniBiO", "epoch_length (T_1)", self.epoch_length)
-        V.positive_float("UniBiO", "radius (D_1)", self.radius)
-        V.positive_int("UniBiO", "inner_steps (K)", self.inner_steps)
-        if self.warm_start_steps is not None:
-            V.nonneg_int("UniBiO", "warm_start_steps (T_0)", self.warm_start_steps)
-        V.nonneg_int("UniBiO", "neumann_steps (Q)", self.neumann_steps)
-        V.step_size("UniBiO", "neumann_lr (eta_N)", self.neumann_lr)
-        V.positive_float("UniBiO", "eps", self.eps)
-        S.batch_size("UniBiO", self.batch_size)
-        V.choice("UniBiO", "inner_solver", self.inner_solver, INNER_SOLVERS)
-        V.choice("UniBiO", "inner_init", self.inner_init, INNER_INITS)
+    def check(self):
         if self.inner_solver == "epoch_sgd" and self.inner_steps < self.epoch_length:
-            raise ValueError(f"UniBiO: inner_steps (K = {self.inner_steps}) is smaller than the first "
-                             f"epoch (T_1 = {self.epoch_length}): Epoch-SGD would never run.")
+            raise V.HyperparameterError(
+                f"UniBiO: inner_steps (K) = {self.inner_steps} is smaller than the first epoch "
+                f"(epoch_length T_1 = {self.epoch_length}): Epoch-SGD would never run; pass "
+                "inner_steps >= epoch_length or a shorter epoch_length.")
 
     def init(self, problem, oracles, generator) -> UniBiOState:
-        V.check_step_shape("UniBiO", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("UniBiO", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("UniBiO", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         blocks = (S.block_index(problem, "x"), S.block_index(problem, "y"))
         return UniBiOState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.x0), 0,
-                           blocks)
+                           blocks, self.outer_init(problem.x0))
 
     def _lower(self, o, x, y, budget, generator, index):
         if self.inner_init == "random":
@@ -325,5 +325,11 @@ class UniBiO(Solver):
         batches = S.draw_hg(oracles, self.batch_size, self.neumann_steps)
         grad, _ = S.neumann_hypergrad(oracles, x, y, batches, self.neumann_lr, p=self.p)
         m = self.momentum * state.m + (1 - self.momentum) * grad
-        x_new = x - self.outer_lr * m / (S.norms(m, state.blocks[0]) + self.eps)
-        return UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks), StepInfo(x, y, grad)
+        lr = decayed(self.outer_lr, t, self.outer_lr_decay)
+        if self.outer_optimizer == "sgd":
+            x_new, ostate = x - lr * m / (S.norms(m, state.blocks[0]) + self.eps), None
+        else:
+            x_new, ostate = self.outer_step(x, m / (S.norms(m, state.blocks[0]) + self.eps),
+                                            state.outer, lr)
+        return (UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks, ostate),
+                StepInfo(x, y, grad))

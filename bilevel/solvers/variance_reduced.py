@@ -28,9 +28,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import outer as _outer
+from ..schedules import decayed
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
-from .neumann import NEUMANN_MODES
+from .neumann import NEUMANN_MODES, check_neumann_steps
 
 __all__ = ["SUSTAIN", "VRBO", "SUSTAINState", "VRBOState"]
 
@@ -53,6 +55,7 @@ class SUSTAINState(NamedTuple):
     dy: torch.Tensor       # STORM estimate of grad_y g
     k: int
     rng: Any
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("sustain")
@@ -71,18 +74,25 @@ class SUSTAIN(Solver):
     :math:`\alpha_k = \alpha/(k+1)^{a}`, :math:`\beta_k = \beta/(k+1)^{a}` and
     :math:`\eta_k = \min(1, \eta/(k+1)^{2a})` (the theory: :math:`a = 1/3`).
 
-    ==================  ====================  ==============================================
-    field               Khanduri et al.       meaning
-    ==================  ====================  ==============================================
-    ``inner_lr``        beta                  inner step
-    ``outer_lr``        alpha                 outer step
-    ``storm_weight``    eta (paper 002: 0.9)  weight of the fresh estimate (1: no momentum)
-    ``lr_decay``        1/3                   a (0: constant steps and weight)
-    ``neumann_steps``   Q                     range of the random power / products of the sum
-    ``neumann_lr``      eta_N                 Neumann step
-    ``neumann``         -                     ``"random"`` (paper) or ``"sum"``
-    ``batch_size``      -                     minibatch size of every draw
-    ==================  ====================  ==============================================
+    ===================  ====================  ==============================================
+    field                Khanduri et al.       meaning
+    ===================  ====================  ==============================================
+    ``inner_lr``         beta                  inner step
+    ``outer_lr``         alpha                 outer step
+    ``storm_weight``     eta (paper 002: 0.9)  weight of the fresh estimate (1: no momentum)
+    ``lr_decay``         1/3                   a (0: constant steps and weight)
+    ``neumann_steps``    Q                     range of the random power / products of the sum
+    ``neumann_lr``       eta_N                 Neumann step
+    ``neumann``          -                     ``"random"`` (paper) or ``"sum"``
+    ``batch_size``       -                     minibatch size of every draw
+    ``outer_optimizer``  -                     ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``       -                     Adam's (beta1, beta2)
+    ``adam_eps``         -                     Adam's epsilon
+    ===================  ====================  ==============================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost per step (k > 0): Gc = 4, MV = 2 (q + 1).
 
@@ -103,35 +113,30 @@ class SUSTAIN(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    storm_weight: float = 0.9
-    lr_decay: float = 0.0
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    neumann: str = "random"
-    batch_size: int | None = None
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    storm_weight: float = V.hyper(0.9, "eta", V.UNIT_CLOSED)
+    lr_decay: float = V.hyper(0.0, "a", V.NONNEG)
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta_N", V.STEP, scales="y")
+    neumann: str = V.hyper("random", check=V.one_of(NEUMANN_MODES))
+    batch_size: int | None = V.hyper(None, check=V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
-    def __post_init__(self):
-        V.step_size("SUSTAIN", "inner_lr (beta)", self.inner_lr)
-        V.step_size("SUSTAIN", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("SUSTAIN", "neumann_lr", self.neumann_lr)
-        V.unit_interval("SUSTAIN", "storm_weight (eta)", self.storm_weight, closed_right=True)
+    def check(self):
         if self.storm_weight == 0:
-            raise ValueError("SUSTAIN: storm_weight (eta) must be > 0 (0 never refreshes the estimate).")
-        S.nonneg_float("SUSTAIN", "lr_decay", self.lr_decay)
-        V.choice("SUSTAIN", "neumann", self.neumann, NEUMANN_MODES)
-        (V.positive_int if self.neumann == "random" else V.nonneg_int)(
-            "SUSTAIN", "neumann_steps (Q)", self.neumann_steps)
-        S.batch_size("SUSTAIN", self.batch_size)
+            raise V.HyperparameterError(
+                "SUSTAIN: storm_weight (eta) = 0 violates 'in (0, 1]': 0 never refreshes the "
+                "estimate; pass e.g. storm_weight=0.9.")
+        check_neumann_steps(self)
 
     def init(self, problem, oracles, generator) -> SUSTAINState:
-        V.check_step_shape("SUSTAIN", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("SUSTAIN", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("SUSTAIN", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x, y = problem.x0.clone(), problem.y0.clone()
         return SUSTAINState(x, y, x, y, torch.zeros_like(x), torch.zeros_like(y), 0,
-                            S.HostRNG(generator, 4))
+                            S.HostRNG(generator, 4), self.outer_init(x))
 
     def step(self, state: SUSTAINState, oracles, generator):
         o, x, y, k = oracles, state.x, state.y, state.k
@@ -142,16 +147,17 @@ class SUSTAIN(Solver):
         if k == 0:
             dy, dx = gy, hx
         else:
-            w = min(1.0, self.storm_weight / float(k + 1) ** (2 * self.lr_decay))
+            w = min(1.0, decayed(self.storm_weight, k, 2 * self.lr_decay))
             gy_old = o.grad_y_g(state.x_prev, state.y_prev, xi)
             hx_old = _hg(o, state.x_prev, state.y_prev, bt, self.neumann, self.neumann_steps,
                          self.neumann_lr)
             dy = gy + (1 - w) * (state.dy - gy_old)
             dx = hx + (1 - w) * (state.dx - hx_old)
-        a = S.decayed(self.outer_lr, k, self.lr_decay)
-        b = S.decayed(self.inner_lr, k, self.lr_decay)
-        new = SUSTAINState(x - a * dx, (y - b * dy).detach(), x, y, dx.detach(), dy.detach(), k + 1,
-                           state.rng)
+        a = decayed(self.outer_lr, k, self.lr_decay)
+        b = decayed(self.inner_lr, k, self.lr_decay)
+        x_new, ostate = self.outer_step(x, dx, state.outer, a)
+        new = SUSTAINState(x_new, (y - b * dy).detach(), x, y, dx.detach(), dy.detach(), k + 1,
+                           state.rng, ostate)
         return new, StepInfo(x, y, dx.detach())
 
 
@@ -163,6 +169,7 @@ class VRBOState(NamedTuple):
     x_prev: torch.Tensor
     y_prev: torch.Tensor
     k: int
+    outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
 @register("vrbo")
@@ -196,7 +203,14 @@ class VRBO(Solver):
     ``neumann_lr``                eta               Neumann step
     ``batch_size``                S_2               batch of the corrections
     ``checkpoint_batch_size``     S_1               checkpoint batch (None: the sampler's default, e.g. full)
+    ``outer_optimizer``           -                 ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
+    ``adam_betas``                -                 Adam's (beta1, beta2)
+    ``adam_eps``                  -                 Adam's epsilon
     ============================  ================  ===========================================
+
+    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
+    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
+    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
 
     Oracle cost: a checkpoint Gc = 2, MV = Q + 1; each inner step Gc = 4,
     MV = 2(Q + 1).
@@ -218,32 +232,22 @@ class VRBO(Solver):
     True
     """
 
-    inner_lr: float = None
-    outer_lr: float = None
-    inner_steps: int = 2
-    period: int = 2
-    neumann_steps: int = 3
-    neumann_lr: float = None
-    batch_size: int | None = None
-    checkpoint_batch_size: int | None = None
-
-    def __post_init__(self):
-        V.step_size("VRBO", "inner_lr (beta)", self.inner_lr)
-        V.step_size("VRBO", "outer_lr (alpha)", self.outer_lr)
-        V.step_size("VRBO", "neumann_lr", self.neumann_lr)
-        V.positive_int("VRBO", "inner_steps (m)", self.inner_steps)
-        V.positive_int("VRBO", "period (q)", self.period)
-        V.nonneg_int("VRBO", "neumann_steps (Q)", self.neumann_steps)
-        S.batch_size("VRBO", self.batch_size)
-        if self.checkpoint_batch_size is not None:
-            V.positive_int("VRBO", "checkpoint_batch_size", self.checkpoint_batch_size)
+    inner_lr: float = V.hyper(None, "beta", V.STEP, scales="y")
+    outer_lr: float = V.hyper(None, "alpha", V.STEP, scales="x")
+    inner_steps: int = V.hyper(2, "m", V.INT1)
+    period: int = V.hyper(2, "q", V.INT1)
+    neumann_steps: int = V.hyper(3, "Q", V.INT0)
+    neumann_lr: float = V.hyper(None, "eta", V.STEP, scales="y")
+    batch_size: int | None = V.hyper(None, "S_2", V.optional(V.INT1))
+    checkpoint_batch_size: int | None = V.hyper(None, "S_1", V.optional(V.INT1))
+    outer_optimizer: str = _outer.optimizer_field()
+    adam_betas: tuple = _outer.betas_field()
+    adam_eps: float = _outer.eps_field()
 
     def init(self, problem, oracles, generator) -> VRBOState:
-        V.check_step_shape("VRBO", "inner_lr", self.inner_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("VRBO", "neumann_lr", self.neumann_lr, problem.x0, problem.dim_y)
-        V.check_step_shape("VRBO", "outer_lr", self.outer_lr, problem.x0, problem.dim_x)
+        V.check_shapes(self, problem)
         x, y = problem.x0.clone(), problem.y0.clone()
-        return VRBOState(x, y, torch.zeros_like(x), torch.zeros_like(y), x, y, 0)
+        return VRBOState(x, y, torch.zeros_like(x), torch.zeros_like(y), x, y, 0, self.outer_init(x))
 
     def step(self, state: VRBOState, oracles, generator):
         o, x, y, Q, eta = oracles, state.x, state.y, self.neumann_steps, self.neumann_lr
@@ -255,7 +259,8 @@ class VRBO(Solver):
         else:
             u, w, xp, yp = state.u, state.w, state.x_prev, state.y_prev
         used = u
-        x_new = (x - self.outer_lr * u).detach()
+        x_new, ostate = self.outer_step(x, u, state.outer, self.outer_lr)
+        x_new = x_new.detach()
         yt = y
         for _ in range(self.inner_steps):
             bt = S.draw_hg(o, self.batch_size, Q)
@@ -264,5 +269,5 @@ class VRBO(Solver):
             w = w + o.grad_y_g(x_new, yt, xi) - o.grad_y_g(xp, yp, xi)
             xp, yp = x_new, yt
             yt = (yt - self.inner_lr * w).detach()
-        new = VRBOState(x_new, yt, u.detach(), w.detach(), xp, yp, state.k + 1)
+        new = VRBOState(x_new, yt, u.detach(), w.detach(), xp, yp, state.k + 1, ostate)
         return new, StepInfo(x, y, used.detach())
