@@ -169,6 +169,25 @@ def test_reweighting_functions_are_torch_func_friendly():
     torch.testing.assert_close(gr, gf, rtol=1e-9, atol=1e-12)
 
 
+def test_reweighting_weight_change_metrics():
+    p = RW.mnist(n_train=40, n_val=20, n_test=0, hidden=4, seed=0, source="fixture")
+    assert p.metrics["logit_change_max"](p.x0, p.y0) == 0.0 and p.metrics["weight_change_max"](p.x0, p.y0) == 0.0
+    x = p.x0.clone()
+    x[3] = -2.0
+    assert p.metrics["logit_change_max"](x, p.y0) == pytest.approx(2.0)
+    assert p.metrics["weight_change_max"](x, p.y0) == pytest.approx(0.5 - float(torch.sigmoid(torch.tensor(-2.0))))
+
+
+def test_plain_gd_at_the_papers_outer_lr_leaves_the_weights_at_one_half_and_adam_moves_them():
+    """The 1/n-averaged hypergradient is tiny: 1e-3 plain steps barely move x; Adam moves each logit ~1e-3 a step (|m|/sqrt(s) can slightly exceed 1)."""
+    p = RW.mnist(n_train=100, n_val=50, n_test=0, hidden=8, seed=0, source="fixture")
+    kw = dict(inner_steps=1, inner_lr=0.05, outer_lr=1e-3)
+    gd = bl.run(bl.solvers.ITD(**kw), p, steps=20, eval_every=20)
+    adam = bl.run(bl.solvers.ITD(outer_optimizer="adam", **kw), p, steps=20, eval_every=20)
+    assert gd.logit_change_max.iloc[-1] < 1e-4
+    assert 5e-3 < adam.logit_change_max.iloc[-1] < 2 * 20 * 1e-3   # |Adam step| is about lr, not 1e-6
+
+
 def test_weight_diagnostics():
     x = torch.tensor([-3.0, -2.0, 0.0, 1.0, 2.0, -1.0])
     flipped = torch.tensor([True, False, False, False, True, True])

@@ -189,34 +189,46 @@ def test_feature_learning_claim_untestable_with_one_seed():
 
 # -- paper 001, Figure 3 right -----------------------------------------------------------
 
-def reweighting_tables(plateau=0.65, slope=0.0, fast=True, loop_min=0.5):
+def reweighting_tables(plateau=0.65, slope=0.0, fast=True, loop_level=0.5):
+    """Curves in the paper's shape: fast decrease to ``plateau``, then ``slope`` per 1000 iterations."""
     K = 3000
-    k = np.arange(0, K + 1, 25)
     rows, curves = [], []
-    for m in ("itd1_paper_lr", "itd1", "itdN", "aidN"):
-        v = plateau + (2.3 - plateau) * (np.exp(-k / 100) if fast else 1 - k / K)
+    for m in ("itd1", "itd1_gd", "itdN", "aidN"):
+        Km = K if m.startswith("itd1") else K // 10
+        k = np.arange(0, Km + 1, 25 if Km == K else 5)
+        level = loop_level if m in ("itdN", "aidN") else plateau
+        v = level + (2.3 - level) * (np.exp(-k / (100 * Km / K)) if fast else 1 - k / Km) + slope * k / 1000
         curves.append(pd.DataFrame({"method": m, "k": k, "val_loss": v}))
-        rows.append({"method": m, "K": K, "plateau_val_loss": plateau, "plateau_slope_per_1000": slope,
-                     "plateau_fraction": 0.2, "min_val_loss": loop_min if m in ("itdN", "aidN") else plateau})
+        rows.append({"method": m, "K": Km, "plateau_fraction": 0.2, "min_val_loss": float(v.min())})
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
 def test_reweighting_claims_hold_on_the_paper_world():
     cs = by_id(paper001.reweighting_claims(*reweighting_tables()))
+    assert set(cs) == {"plateau_level", "plateau_flat", "decreases_rapidly", "error_is_inherent"}
     assert all(c.holds for c in cs.values()), {i: c.measured for i, c in cs.items()}
 
 
 def test_reweighting_claims_fail_on_counterfactuals():
     cs = by_id(paper001.reweighting_claims(*reweighting_tables(plateau=0.33)))
-    assert cs["plateau_level"].holds is False                   # the committed 0.326 is not 0.65
+    assert cs["plateau_level"].holds is False                   # a level far below 0.65
     cs = by_id(paper001.reweighting_claims(*reweighting_tables(plateau=0.9)))
     assert cs["plateau_level"].holds is False                   # two-sided
     cs = by_id(paper001.reweighting_claims(*reweighting_tables(slope=-0.1)))
-    assert cs["plateau_flat"].holds is False                    # still moving: no plateau
+    assert cs["plateau_flat"].holds is False                    # still falling 0.06 over the window: no plateau
+    assert cs["plateau_flat"].measured == pytest.approx(0.1 * 0.6 / (0.65 - 0.1 * 2.7), rel=1e-6)
     cs = by_id(paper001.reweighting_claims(*reweighting_tables(fast=False)))
     assert cs["decreases_rapidly"].holds is False
-    cs = by_id(paper001.reweighting_claims(*reweighting_tables(loop_min=0.7)))
+    cs = by_id(paper001.reweighting_claims(*reweighting_tables(loop_level=0.7)))
     assert cs["error_is_inherent"].holds is False
+
+
+def test_plateau_change_measures_the_fitted_change_over_the_window():
+    k = np.arange(0, 1001)
+    level, slope, rel = paper001.plateau_change(k, 1.0 - 0.5 * k / 1000, 0.2)
+    assert level == pytest.approx(0.55) and slope == pytest.approx(-5e-4) and rel == pytest.approx(0.1 / 0.55)
+    with pytest.raises(ValueError, match="plateau fraction"):
+        paper001.plateau_change(k, k, 0.0)
 
 
 # -- paper 001, Appendix C (F2SA) --------------------------------------------------------

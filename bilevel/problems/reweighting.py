@@ -18,8 +18,11 @@ with ``torch.split`` + ``view``, so f and g stay ``torch.func``-friendly).
 
 The inner problem is nonconvex: there is no exact :math:`y^*` or
 :math:`\nabla\Phi`. The problem's ``metrics`` record the validation loss and
-accuracy, the test loss and accuracy (clean MNIST test images), and how well
-the weights single out the corrupted samples (:func:`weight_diagnostics`).
+accuracy, the test loss and accuracy (clean MNIST test images), how far the
+logits and the weights moved from their start (``logit_change_max`` =
+:math:`\|x-x_0\|_\infty`, ``weight_change_max`` =
+:math:`\|\sigma(x)-\sigma(x_0)\|_\infty`), and how well the weights single out
+the corrupted samples (:func:`weight_diagnostics`).
 """
 
 from __future__ import annotations
@@ -159,7 +162,16 @@ def mlp_problem(train_x, train_y, val_x, val_y, hidden: int = 256, activation: s
         with torch.no_grad():
             return float(f(x, y))
 
-    metrics = {"val_loss": val_loss, "val_acc": val_acc}
+    x_start = torch.full((n,), float(x0), **kw)
+
+    def logit_change_max(x, y):
+        return float((x.detach() - x_start).abs().max())
+
+    def weight_change_max(x, y):
+        return float((torch.sigmoid(x.detach()) - torch.sigmoid(x_start)).abs().max())
+
+    metrics = {"val_loss": val_loss, "val_acc": val_acc, "logit_change_max": logit_change_max,
+               "weight_change_max": weight_change_max}
     if test_x is not None:
         At = torch.as_tensor(test_x, **kw)
         bt = torch.as_tensor(test_y, dtype=torch.int64, device=device)
@@ -186,7 +198,7 @@ def mlp_problem(train_x, train_y, val_x, val_y, hidden: int = 256, activation: s
             metrics[f"flip_{key}"] = lambda x, y, key=key: diag(x)[key]
     gen = torch.Generator().manual_seed(int(seed))
     y0 = init_mlp(shapes, gen, dtype=dtype).to(device)
-    x0t = torch.full((n,), float(x0), **kw)
+    x0t = x_start.clone()
     info = {"n_train": n, "n_val": int(Av.shape[0]), "shapes": list(shapes), "n_params": int(y0.numel()),
             "hidden": hidden, "activation": activation, "n_classes": n_classes,
             "flipped": None if flipped is None else np.asarray(flipped, dtype=bool)}
