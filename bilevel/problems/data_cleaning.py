@@ -62,7 +62,7 @@ def flip_labels(labels: np.ndarray, rate: float, n_classes: int, seed: int) -> t
     Returns ``(noisy_labels, flipped_mask)``.
 
     >>> noisy, mask = flip_labels(np.zeros(8, np.int64), 0.5, 3, seed=0)
-    >>> bool(((noisy != 0) == mask).all()), noisy[mask].min() >= 1
+    >>> bool(((noisy != 0) == mask).all()), bool(noisy[mask].min() >= 1)
     (True, True)
     """
     if not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
@@ -100,7 +100,7 @@ class SentencePairRNN:
 
     >>> m = SentencePairRNN(torch.zeros(5, 3), hidden=4, layers=2, n_classes=3)
     >>> m.n_params
-    159
+    127
     """
 
     def __init__(self, vectors: torch.Tensor, hidden: int, layers: int = 1, n_classes: int = 3):
@@ -278,7 +278,7 @@ def snli(n_train: int = 10000, n_val: int = 10000, n_test: int | None = None, fl
 
     >>> prob = snli(n_train=40, n_val=20, n_test=20, hidden=8, layers=1, source="fixture")
     >>> prob.dim_x, prob.dim_y, int(prob.info["flipped"].sum())
-    (40, 747, 8)
+    (40, 579, 8)
     """
     from ..data import load_snli
     splits = {}
