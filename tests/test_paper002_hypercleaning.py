@@ -117,10 +117,10 @@ def test_bad_input_names_the_fix():
 # -- claims: counterfactual data make them fail -----------------------------------------------
 
 def _table(unibio_train, unibio_test, others=0.5):
-    rows = [dict(method="unibio", label="UniBiO", train_acc_mean=unibio_train, train_acc_std=0.01,
+    rows = [dict(method="unibio", label="UniBiO", seeds=3, train_acc_mean=unibio_train, train_acc_std=0.01,
                  test_acc_mean=unibio_test, test_acc_std=0.01)]
     for m in H.METHODS[1:]:
-        rows.append(dict(method=m, label=H.LABELS[m], train_acc_mean=others, train_acc_std=0.01,
+        rows.append(dict(method=m, label=H.LABELS[m], seeds=3, train_acc_mean=others, train_acc_std=0.01,
                          test_acc_mean=others, test_acc_std=0.01))
     return pd.DataFrame(rows)
 
@@ -136,5 +136,8 @@ def test_claims_hold_when_unibio_is_best_and_fail_otherwise():
     c = {c.id: c for c in H.hypercleaning_claims(t)}
     assert c["unibio_train_acc_above_vrbo"].holds is False
     assert c["unibio_train_acc_above_vrbo"].measured == pytest.approx(-10.0)
+    t.loc[t.method == "ttsa", "test_acc_mean"] = 0.59     # 1 pp above, but inside the seed spread
+    t.loc[t.method == "ttsa", "test_acc_std"] = 0.05
+    assert {c.id: c for c in H.hypercleaning_claims(t)}["unibio_test_acc_above_ttsa"].holds is False
     t.loc[t.method == "saba", "test_acc_mean"] = float("nan")   # a diverged baseline is not tested
     assert {c.id: c for c in H.hypercleaning_claims(t)}["unibio_test_acc_above_saba"].holds is None
