@@ -83,7 +83,7 @@ def lib_time(solver, prob, K):
 
 
 def problems():
-    p2 = bl.problems.quadratic.paper001(kappa=2.0)
+    p2 = bl.problems.quadratic.kappa2d(kappa=2.0)
     p2.info["z"] = torch.tensor([0.2, 0.1], dtype=torch.float64)
     p1000 = bl.problems.quadratic.random(1000, 1000, seed=0)
     return {"quadratic001_2d": (p2, 1.0 / 0.2, 0.01), "random_quadratic_1000": (p1000, 0.5, 0.01)}
@@ -120,7 +120,7 @@ def main(argv=None):
             rows.append(row)
             print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     # Figure 1+2 sweep at paper scale (9 kappas x K = 10^4, AID and ITD, metrics every step)
-    from bilevel.experiments import paper001
+    from bilevel.papers.paper001 import experiments as paper001
     K = 1000 if args.quick else 10000
     t0 = time.perf_counter()
     summary, _ = paper001.quadratic_sweep([2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], K)

@@ -5,11 +5,11 @@
 True
 """
 
-from . import bounds, hypergrad, linsolve, oracles, problems, solvers
+from . import hypergrad, linsolve, oracles, problems, solvers
 from .errors import BilevelError, DivergenceError, LinearSolveError
 from .problem import Problem
 from .run import run
 
 __all__ = ["Problem", "run", "hypergrad", "linsolve", "oracles", "solvers", "problems",
-           "bounds", "DivergenceError", "BilevelError", "LinearSolveError"]
+           "DivergenceError", "BilevelError", "LinearSolveError"]
 __version__ = "0.1.0"

@@ -65,7 +65,7 @@ def implicit(prob: Problem, x: torch.Tensor, y: torch.Tensor, linsys: str = "cg"
         positive definite).
 
     >>> import torch, bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> g, v = bl.hypergrad.implicit(p, p.x0, p.y_star(p.x0), linsys="cg", steps=10)
     >>> torch.allclose(g, p.grad_phi(p.x0))
     True
@@ -144,7 +144,7 @@ def unrolled(prob: Problem, x: torch.Tensor, y0: torch.Tensor, steps: int, lr: f
     Returns ``(grad, y^N)``.
 
     >>> import torch, bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> gr, _ = bl.hypergrad.unrolled(p, p.x0, p.y0, steps=5, lr=1.0, mode="reverse")
     >>> gf, _ = bl.hypergrad.unrolled(p, p.x0, p.y0, steps=5, lr=1.0, mode="forward")
     >>> torch.allclose(gr, gf)

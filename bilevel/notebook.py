@@ -330,7 +330,12 @@ def _kernel_manager_class():
     * MPLBACKEND: the Makefile exports ``MPLBACKEND=Agg`` for batch processes; a kernel that
       inherits it would not embed figures in the executed copy, so the runner's kernels get
       ipykernel's own default, the inline backend.
+    * :data:`bilevel.runtime.REPRODUCIBLE_ENV`: every variable of the pinned runtime that the
+      caller did not set is set for the kernel, so a notebook run by ``python -m bilevel.notebook``
+      outside ``make`` computes the same bytes as under ``make reproduce`` (numpy's OpenBLAS reads
+      its variable at import, before a notebook could set it).
     """
+    from .runtime import REPRODUCIBLE_ENV
     from jupyter_client import AsyncKernelManager
     from traitlets import default
 
@@ -342,6 +347,8 @@ def _kernel_manager_class():
         async def _async_pre_start_kernel(self, **kw):
             env = dict(kw.pop("env", None) or os.environ)
             env["MPLBACKEND"] = INLINE_BACKEND
+            for key, value in REPRODUCIBLE_ENV.items():
+                env.setdefault(key, value)
             kw["env"] = env
             if self.transport == "ipc" and not self.connection_file:
                 # Unix socket paths hold at most 107 bytes, too few under a deep JUPYTER_RUNTIME_DIR:

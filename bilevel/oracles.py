@@ -151,7 +151,7 @@ class Oracles:
 
     Example:
       >>> import torch, bilevel as bl
-      >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+      >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
       >>> o = bl.oracles.Oracles(p)
       >>> _ = o.grad_y_g(p.x0, p.y0); _ = o.curvature(p.x0, p.y0).hvp(torch.ones(2, dtype=torch.float64))
       >>> o.counts.grad_calls, o.counts.mv_calls

@@ -20,7 +20,7 @@ ITD_OK = dict(inner_steps=2, inner_lr=0.5, outer_lr=0.1, mode="reverse")
 
 
 def p001():
-    return quadratic.paper001(2.0)
+    return quadratic.kappa2d(2.0)
 
 
 # -- solver hyperparameters --------------------------------------------------------
@@ -159,7 +159,7 @@ def test_per_coordinate_wrong_dtype():
 
 
 def test_per_coordinate_helper_errors():
-    grid = quadratic.paper001_grid([2.0, 3.0])
+    grid = quadratic.kappa2d_grid([2.0, 3.0])
     with pytest.raises(ValueError):
         bl.problems.per_coordinate(grid, [1.0], "y")
     with pytest.raises(ValueError):

@@ -1,4 +1,4 @@
-"""Tests of bilevel.bounds: closed forms of setups.md C.2-C.4, the AID fix, validity
+"""Tests of bilevel.papers.paper001.bounds: closed forms of setups.md C.2-C.4, the AID fix, validity
 of the bounds against direct simulations of single-loop AID / ITD on paper 001's
 quadratic, vectorisation and input validation."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 try:
-    from bilevel import bounds as B
+    from bilevel.papers.paper001 import bounds as B
 except ImportError:  # the package __init__ needs torch; bounds.py itself is NumPy-only
     _path = pathlib.Path(__file__).resolve().parents[1] / "bilevel" / "bounds.py"
     _spec = importlib.util.spec_from_file_location("bilevel_bounds_standalone", _path)

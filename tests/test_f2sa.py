@@ -76,7 +76,7 @@ def test_penalty_hypergrad_matches_closed_form(lam):
 @pytest.mark.parametrize("kappa", [2.0, 8.0])
 def test_penalty_is_exact_on_paper001_quadratic(kappa):
     """f is linear in y and grad_yy g is constant: grad Phi_lambda = grad Phi for every lambda."""
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     x = torch.tensor([0.7, -2.0], dtype=F64)
     for lam in (0.1, 1.0, 100.0):
         torch.testing.assert_close(penalty_hypergrad(p, x, lam), p.grad_phi(x), rtol=1e-12, atol=1e-13)
@@ -118,8 +118,8 @@ def test_single_loop_converges_to_stationary_point_of_phi_lambda(lam):
 
 def test_paper001_algorithm3_as_printed_converges_on_paper001():
     """gamma = alpha = 1/((lambda+1)L) (Algorithm 3 / Theorem 5); no penalty bias on this problem."""
-    p = quadratic.paper001(2.0)
-    s = F2SA.paper001(lmbda=1.0, L=p.info["L"], outer_lr=0.02)
+    p = quadratic.kappa2d(2.0)
+    s = F2SA.single_loop(lmbda=1.0, L=p.info["L"], outer_lr=0.02)
     assert s.z_lr is None and s.inner_steps == 1 and s.lmbda_increment == 0
     assert s.inner_lr == pytest.approx(1 / (2 * 0.2))
     tr = bl.run(s, p, steps=2500, eval_every=2500)
@@ -127,7 +127,7 @@ def test_paper001_algorithm3_as_printed_converges_on_paper001():
 
 
 def test_f2sa_beats_itd_plateau_on_paper001():
-    p = quadratic.paper001(4.0)
+    p = quadratic.kappa2d(4.0)
     L = p.info["L"]
     f2 = bl.run(F2SA(inner_lr=1 / (11 * L), z_lr=10 / (11 * L), outer_lr=0.05, lmbda=10.0), p, steps=1500,
                 eval_every=1500)

@@ -27,7 +27,7 @@ from bilevel import io, linsolve
 from bilevel.data import DataError, _files, prepare
 from bilevel.problems import per_coordinate, stack
 from bilevel.problems import uniform_convex as uc
-from bilevel.problems.quadratic import paper001
+from bilevel.problems.quadratic import kappa2d
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def unibio_huge(neumann_lr=0.1):
 def test_finite_blow_up_is_a_divergence():
     # UniBiO at outer_lr 1e8: grad_norm_sq 0.05 -> 2.5e14 at k = 1, finite (it never overflows)
     with pytest.raises(bl.DivergenceError) as ei:
-        bl.run(unibio_huge(), paper001(kappa=2.0), steps=100)
+        bl.run(unibio_huge(), kappa2d(kappa=2.0), steps=100)
     e = ei.value
     assert (e.quantity, e.iteration, e.solver) == ("grad_norm_sq", 1, "unibio")
     value, initial, limit = e.growth
@@ -144,7 +144,7 @@ def test_finite_blow_up_is_a_divergence():
                              "growth_limit * max(grad_norm_sq at the first evaluated iteration, 1) "
                              "= 1e+12 * max(0.05, 1). The run diverged; reduce the step sizes")
     # the same run without the check: finite throughout, so only growth_limit stops it
-    tr = bl.run(unibio_huge(), paper001(kappa=2.0), steps=100, growth_limit=None)
+    tr = bl.run(unibio_huge(), kappa2d(kappa=2.0), steps=100, growth_limit=None)
     finite = tr[["grad_norm_sq", "inner_err_sq", "phi"]].map(np.isfinite)
     assert tr.grad_norm_sq.max() > 1e14 and bool(finite.all().all())
 
@@ -171,7 +171,7 @@ def test_growth_of_the_inner_iterate_without_exact_metrics():
 
 
 def test_growth_is_checked_per_block():
-    p = stack([paper001(kappa=2.0), paper001(kappa=2.0)], labels=["calm", "wild"])
+    p = stack([kappa2d(kappa=2.0), kappa2d(kappa=2.0)], labels=["calm", "wild"])
     s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0,
                        outer_lr=per_coordinate(p, [0.02, 1e6], "x"))
     with pytest.raises(bl.DivergenceError) as ei:
@@ -181,17 +181,17 @@ def test_growth_is_checked_per_block():
 
 def test_growth_check_does_not_change_a_normal_run():
     s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0, outer_lr=0.02)
-    a = bl.run(s, paper001(kappa=2.0), steps=200, eval_every=7)
-    b = bl.run(s, paper001(kappa=2.0), steps=200, eval_every=7, growth_limit=None)
+    a = bl.run(s, kappa2d(kappa=2.0), steps=200, eval_every=7)
+    b = bl.run(s, kappa2d(kappa=2.0), steps=200, eval_every=7, growth_limit=None)
     pd.testing.assert_frame_equal(a.drop(columns="time_s"), b.drop(columns="time_s"), check_exact=True)
 
 
 def test_growth_limit_is_validated_and_the_error_pickles():
     s = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1, linsys_lr=5.0, outer_lr=0.02)
     with pytest.raises(ValueError, match="growth_limit must be > 1"):
-        bl.run(s, paper001(kappa=2.0), steps=3, growth_limit=0.5)
+        bl.run(s, kappa2d(kappa=2.0), steps=3, growth_limit=0.5)
     with pytest.raises(TypeError, match="growth_limit"):
-        bl.run(s, paper001(kappa=2.0), steps=3, growth_limit="1e12")
+        bl.run(s, kappa2d(kappa=2.0), steps=3, growth_limit="1e12")
     e = bl.DivergenceError("|y|^2", 9, "itd", growth=(5e13, 2.0, 1e12))
     e2 = pickle.loads(pickle.dumps(e))
     assert e2.growth == (5e13, 2.0, 1e12) and str(e2) == str(e) and "|y|^2 = 5e+13" in str(e)

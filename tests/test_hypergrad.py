@@ -44,7 +44,7 @@ def test_implicit_cg_exact_at_y_star_random(dx, dy, seed):
 
 @pytest.mark.parametrize("kappa", [1.0, 2.0, 10.0])
 def test_implicit_cg_exact_paper001(kappa):
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     x = torch.tensor([0.3, -1.2], dtype=F64)
     g, _ = bl.hypergrad.implicit(p, x, p.y_star(x), linsys="cg", steps=10)
     L, mu = kappa * 0.1, 0.1
@@ -247,7 +247,7 @@ def test_unrolled_oracle_counts(N):
 def test_unrolled_paper001_single_step_formula():
     """N=1 at alpha: grad = Z_x x + alpha L 0.1 1 (paper 001, Algorithm 2, line 5)."""
     kappa, alpha = 3.0, 2.0
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     L = 0.1 * kappa
     x, y0 = torch.tensor([0.7, -0.2], dtype=F64), torch.tensor([1.0, 2.0], dtype=F64)
     g, y1 = bl.hypergrad.unrolled(p, x, y0, steps=1, lr=alpha)

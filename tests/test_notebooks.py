@@ -172,3 +172,30 @@ def test_runner_prints_heartbeat_lines_and_no_tcp_warning(tmp_path):
     assert "without encryption" not in res.stderr
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "done\n"
+
+
+def test_runner_kernels_get_the_pinned_runtime(monkeypatch):
+    """Kernels started by bilevel.notebook get every REPRODUCIBLE_ENV variable the caller left unset."""
+    import asyncio
+    import shutil
+
+    from bilevel.notebook import _kernel_manager_class
+    from bilevel.runtime import REPRODUCIBLE_ENV
+
+    for key in REPRODUCIBLE_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")            # set by the caller: kept
+    seen = {}
+
+    async def fake_pre_start(self, **kw):
+        seen.update(kw["env"])
+        return kw
+
+    manager = _kernel_manager_class()
+    monkeypatch.setattr(manager.__mro__[1], "_async_pre_start_kernel", fake_pre_start)
+    km = manager()
+    asyncio.run(km._async_pre_start_kernel())
+    shutil.rmtree(km._ipc_dir, ignore_errors=True)
+    assert seen["MKL_CBWR"] == "COMPATIBLE"
+    assert all(seen[k] == v for k, v in REPRODUCIBLE_ENV.items() if k != "MKL_CBWR")
+    assert seen["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"

@@ -57,7 +57,7 @@ def _solvers(opt, **kw):
 @pytest.mark.parametrize("which", [0, 1])
 def test_solver_adam_path_equals_torch_adam_on_its_hypergradients(which, warm):
     """x_{k+1} of outer_optimizer="adam" = torch.optim.Adam fed the solver's own estimates."""
-    p = bl.problems.quadratic.paper001(kappa=3.0)
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
     s = _solvers("adam", warm_start=warm, adam_betas=(0.8, 0.99), adam_eps=1e-6)[which]
     o = bl.oracles.Oracles(p)
     gen = torch.Generator()
@@ -75,7 +75,7 @@ def test_solver_adam_path_equals_torch_adam_on_its_hypergradients(which, warm):
 
 @pytest.mark.parametrize("which", [0, 1])
 def test_adam_costs_no_oracle_call_and_sgd_is_the_default(which):
-    p = bl.problems.quadratic.paper001(kappa=3.0)
+    p = bl.problems.quadratic.kappa2d(kappa=3.0)
     sgd, adam = _solvers("sgd")[which], _solvers("adam")[which]
     default = type(sgd)(**{k: v for k, v in sgd.hyperparams().items()
                            if k not in ("outer_optimizer", "adam_betas", "adam_eps")})
@@ -89,7 +89,7 @@ def test_adam_costs_no_oracle_call_and_sgd_is_the_default(which):
 
 def test_sgd_update_is_plain_gradient_step_bitwise():
     """The default outer step is exactly x - beta * grad (bit-identical to the old solvers)."""
-    p = bl.problems.quadratic.paper001(kappa=2.0)
+    p = bl.problems.quadratic.kappa2d(kappa=2.0)
     s = bl.solvers.AID(inner_steps=2, inner_lr=5.0, linsys_steps=3, linsys_lr=5.0, outer_lr=0.02)
     o = bl.oracles.Oracles(p)
     st = s.init(p, o, torch.Generator())
@@ -121,7 +121,7 @@ def test_adam_betas_list_becomes_tuple():
 
 def test_aid_guard_names_the_linear_system_and_the_iteration():
     """eta far above 2/L: v explodes; with max_abs the run stops naming v, else it runs on."""
-    p = bl.problems.quadratic.paper001(kappa=2.0)       # L = 0.2: eta = 50 gives |1 - 50 L| = 9
+    p = bl.problems.quadratic.kappa2d(kappa=2.0)       # L = 0.2: eta = 50 gives |1 - 50 L| = 9
     kw = dict(inner_steps=1, inner_lr=5.0, linsys_steps=5, linsys_lr=50.0, outer_lr=1e-6)
     bl.run(bl.solvers.AID(**kw), p, steps=3, growth_limit=None)   # finite, unguarded: no error
     with pytest.raises(DivergenceError) as e:
@@ -131,7 +131,7 @@ def test_aid_guard_names_the_linear_system_and_the_iteration():
 
 
 def test_itd_guard_names_the_outer_iterate():
-    p = bl.problems.quadratic.paper001(kappa=2.0)
+    p = bl.problems.quadratic.kappa2d(kappa=2.0)
     with pytest.raises(DivergenceError) as e:
         bl.run(bl.solvers.ITD(inner_lr=5.0, outer_lr=100.0, max_abs=1e3), p, steps=50)
     assert e.value.quantity.startswith("x") or e.value.quantity.startswith("y")

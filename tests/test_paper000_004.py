@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import bilevel as bl
-from bilevel.experiments import paper000, paper004
+from bilevel.papers.paper000 import experiments as paper000
+from bilevel.papers.paper004 import experiments as paper004
 from bilevel.problems import conditioned
 
 

@@ -1,6 +1,6 @@
 """Tests of paper 001's Figure-3 problems and drivers: feature learning (closed-form head, exact
 hypergradient, kappa control, stacking), MNIST re-weighting (shapes, corruption, weight diagnostics,
-torch.func compatibility) and the helpers of bilevel.experiments.paper001 (exponent fit, penalty gaps)."""
+torch.func compatibility) and the helpers of bilevel.papers.paper001.experiments (exponent fit, penalty gaps)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bilevel as bl
-from bilevel.experiments import paper001
+from bilevel.papers.paper001 import experiments as paper001
 from bilevel.oracles import Oracles
 from bilevel.problems import feature_learning as FL
 from bilevel.problems import per_coordinate

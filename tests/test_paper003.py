@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bilevel as bl
-from bilevel.experiments import paper003
+from bilevel.papers.paper003 import experiments as paper003
 from bilevel.problems import hyperparam, hyperrep
 
 AID_VARIANTS = [dict(method="aid", N=n, Q=q) for n, q in

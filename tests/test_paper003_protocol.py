@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bilevel.experiments import paper003
+from bilevel.papers.paper003 import experiments as paper003
 from bilevel.problems import hyperrep
 
 

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from bilevel import claims
-from bilevel.experiments import paper001, paper002, paper003
+from bilevel.papers.paper001 import experiments as paper001
+from bilevel.papers.paper002 import experiments as paper002
+from bilevel.papers.paper003 import experiments as paper003
 
 
 def by_id(cs):

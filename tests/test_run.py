@@ -104,7 +104,7 @@ def test_eval_every_subsamples_and_keeps_final_row(steps, every, ks):
 
 
 def test_zero_steps_reports_initial_point():
-    p = quadratic.paper001(2.0)
+    p = quadratic.kappa2d(2.0)
     tr = bl.run(AID_S, p, steps=0)
     assert len(tr) == 1
     row = tr.iloc[0]
@@ -162,13 +162,13 @@ def test_stacked_problem_one_row_per_block():
 
 @pytest.mark.parametrize("solver", [AID_S, ITD_S], ids=["aid", "itd"])
 def test_float32_run(solver):
-    p = quadratic.paper001(2.0, dtype=torch.float32)
+    p = quadratic.kappa2d(2.0, dtype=torch.float32)
     assert p.dtype == torch.float32
     states, infos = manual(solver, p, 2)
     assert states[-1].x.dtype == torch.float32 and states[-1].y.dtype == torch.float32
     assert infos[-1].hypergrad.dtype == torch.float32
     tr = bl.run(solver, p, steps=5)
-    tr64 = bl.run(solver, quadratic.paper001(2.0), steps=5)
+    tr64 = bl.run(solver, quadratic.kappa2d(2.0), steps=5)
     torch.testing.assert_close(torch.tensor(tr.grad_norm_sq.values),
                                torch.tensor(tr64.grad_norm_sq.values), rtol=1e-5, atol=1e-7)
 
@@ -179,13 +179,13 @@ def test_float32_run(solver):
                                     ITD(inner_steps=2, inner_lr=0.5, outer_lr=0.3, mode="forward")],
                          ids=["aid", "itd", "aid-cg", "itd-fwd"])
 def test_run_on_device(solver, device):
-    p = quadratic.paper001(2.0, device=device)
+    p = quadratic.kappa2d(2.0, device=device)
     assert p.device.type == device.type
     states, infos = manual(solver, p, 2)
     for t in (*states[-1], infos[-1].hypergrad, infos[-1].y):
         assert t.device.type == device.type
     tr = bl.run(solver, p, steps=4)
-    ref = bl.run(solver, quadratic.paper001(2.0), steps=4)
+    ref = bl.run(solver, quadratic.kappa2d(2.0), steps=4)
     cols = ["grad_norm_sq", "hypergrad_err_sq", "inner_err_sq", "phi"]
     torch.testing.assert_close(torch.tensor(tr[cols].values), torch.tensor(ref[cols].values),
                                rtol=1e-10, atol=1e-14, equal_nan=True)

@@ -33,7 +33,7 @@ info = reproducible_runtime(threads=int(sys.argv[1]), strict=sys.argv[2] == "str
 import torch
 if info is None:
     torch.set_num_threads(int(sys.argv[1]))
-from bilevel.experiments import paper001
+from bilevel.papers.paper001 import experiments as paper001
 curves, summary = paper001.reweighting_runs(
     K=20, loop_K=2, loop_steps=10, n_train=200, n_val=100, n_test=100, hidden=32, eval_every=5,
     methods=("itd1", "aidN"), source="fixture")

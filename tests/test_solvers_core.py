@@ -90,7 +90,7 @@ def test_itd_counts_with_eval_every():
 @pytest.mark.parametrize("linsys", ["gd", "cg", "neumann"])
 def test_aid_converges_to_stationary_point_paper001(linsys):
     kappa = 2.0
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     L = p.info["L"]
     s = AID(inner_steps=10, inner_lr=1 / L, linsys=linsys, linsys_steps=10,
             linsys_lr=None if linsys == "cg" else 1 / L, outer_lr=1 / L)
@@ -127,7 +127,7 @@ def itd_plateau(kappa, N):
 
 @pytest.mark.parametrize("kappa", [2.0, 4.0])
 def test_itd_single_loop_plateau_paper001(kappa):
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     L = p.info["L"]
     s = ITD(inner_steps=1, inner_lr=1 / L, outer_lr=1 / L)
     tr = bl.run(s, p, steps=120, eval_every=40)
@@ -139,7 +139,7 @@ def test_itd_single_loop_plateau_paper001(kappa):
 
 @pytest.mark.parametrize("kappa", [2.0, 4.0])
 def test_itd_larger_N_smaller_plateau(kappa):
-    p = quadratic.paper001(kappa)
+    p = quadratic.kappa2d(kappa)
     L = p.info["L"]
     plateaus = []
     for N in (1, 2, 4, 8):
@@ -154,7 +154,7 @@ def test_aid_single_loop_closed_form_recursion_paper001(warm):
     """AID(N=1, Q=1, gd) on paper 001: v_k = (I - eta Z_y) v_{k-1} + 0.1 eta 1,
     estimate = Z_x x_k + L v_k; y_k = y - alpha (Z_y y - L x_k + 1) from y_{k-1} (warm) or y0."""
     kappa, alpha, eta, beta = 3.0, 2.0, 1.5, 0.7
-    p = quadratic.paper001(kappa, x0=[0.5, -1.0], y0=[0.3, 0.2])
+    p = quadratic.kappa2d(kappa, x0=[0.5, -1.0], y0=[0.3, 0.2])
     L, mu = p.info["L"], p.info["mu"]
     z = torch.tensor([L, mu], dtype=F64)
     s = AID(inner_steps=1, inner_lr=alpha, linsys="gd", linsys_steps=1, linsys_lr=eta,
@@ -183,7 +183,7 @@ def test_aid_single_loop_closed_form_recursion_paper001(warm):
 
 
 def test_aid_warm_start_false_differs():
-    p = quadratic.paper001(3.0, x0=[0.5, -1.0], y0=[0.3, 0.2])
+    p = quadratic.kappa2d(3.0, x0=[0.5, -1.0], y0=[0.3, 0.2])
     kw = dict(inner_steps=1, inner_lr=2.0, linsys="gd", linsys_steps=1, linsys_lr=1.5, outer_lr=0.7)
     _, iw, _ = steps_of(AID(**kw), p, 4)
     _, ic, _ = steps_of(AID(**kw, warm_start=False), p, 4)
@@ -254,7 +254,7 @@ def compare_blocks(stacked_trace, separate_traces, labels, forward=False):
 @pytest.mark.parametrize("family", ["aid", "itd", "itd-forward"])
 def test_paper001_grid_matches_separate_runs(family):
     kappas = [2.0, 4.0, 7.0]
-    grid = quadratic.paper001_grid(kappas)
+    grid = quadratic.kappa2d_grid(kappas)
     Ls = [0.1 * k for k in kappas]
     pc = bl.problems.per_coordinate
 
@@ -270,7 +270,7 @@ def test_paper001_grid_matches_separate_runs(family):
               pc(grid, [0.8 / L for L in Ls], "y"))
     tr = bl.run(s, grid, steps=K, eval_every=4)
     assert sorted(set(tr.block)) == kappas
-    seps = [bl.run(build(1 / L, 0.5 / L, 0.8 / L), quadratic.paper001(k), steps=K, eval_every=4)
+    seps = [bl.run(build(1 / L, 0.5 / L, 0.8 / L), quadratic.kappa2d(k), steps=K, eval_every=4)
             for k, L in zip(kappas, Ls)]
     compare_blocks(tr, seps, kappas, forward=family == "itd-forward")
 
@@ -337,7 +337,7 @@ def test_solvers_on_device(solver, device):
 
 
 def test_per_coordinate_steps_on_device(device):
-    grid = quadratic.paper001_grid([2.0, 3.0], device=device)
+    grid = quadratic.kappa2d_grid([2.0, 3.0], device=device)
     pc = bl.problems.per_coordinate
     lr = pc(grid, [5.0, 10 / 3], "y")
     assert lr.device.type == device.type and lr.dtype == F64

@@ -30,17 +30,17 @@ import torch
 
 from ..problem import Problem
 
-__all__ = ["paper001", "paper001_grid", "random"]
+__all__ = ["kappa2d", "kappa2d_grid", "random"]
 
 
-def paper001(kappa: float, mu: float = 0.1, x0=None, y0=None, dtype=torch.float64,
+def kappa2d(kappa: float, mu: float = 0.1, x0=None, y0=None, dtype=torch.float64,
              device="cpu") -> Problem:
     r"""Paper 001's 2-D quadratic at condition number ``kappa`` (:math:`L = \kappa\mu`).
 
     ``x0 = y0 = 0`` by default (the paper does not state its initialisation;
     setups.md C.1 stand-in). ``info`` carries ``L, mu, M, rho, kappa``.
 
-    >>> p = paper001(kappa=2.0)
+    >>> p = kappa2d(kappa=2.0)
     >>> p.grad_phi(p.x0)
     tensor([0.1000, 0.2000], dtype=torch.float64)
     """
@@ -77,7 +77,7 @@ def paper001(kappa: float, mu: float = 0.1, x0=None, y0=None, dtype=torch.float6
                    info=dict(L=L, mu=mu, M=0.1, rho=0.1, kappa=kappa))
 
 
-def paper001_grid(kappas, mu: float = 0.1, dtype=torch.float64, device="cpu") -> Problem:
+def kappa2d_grid(kappas, mu: float = 0.1, dtype=torch.float64, device="cpu") -> Problem:
     r"""Paper 001's quadratic for several ``kappas`` at once, vectorised.
 
     The blocks are independent copies of :func:`paper001` (``x0 = y0 = 0``)
@@ -87,7 +87,7 @@ def paper001_grid(kappas, mu: float = 0.1, dtype=torch.float64, device="cpu") ->
     vectorised expressions: a step costs the same as on one block. Use
     :func:`bilevel.problems.per_coordinate` for per-kappa step sizes.
 
-    >>> p = paper001_grid([2.0, 4.0])
+    >>> p = kappa2d_grid([2.0, 4.0])
     >>> [round(v, 12) for v in p.grad_phi(p.x0).tolist()]
     [0.1, 0.2, 0.1, 0.4]
     """

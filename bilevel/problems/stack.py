@@ -39,7 +39,7 @@ def stack(problems: Sequence[Problem], labels: Sequence | None = None, name: str
     ``labels`` (default ``0..n-1``) name the blocks in traces.
 
     >>> import bilevel as bl
-    >>> s = bl.problems.stack([bl.problems.quadratic.paper001(k) for k in (2.0, 3.0)], labels=[2, 3])
+    >>> s = bl.problems.stack([bl.problems.quadratic.kappa2d(k) for k in (2.0, 3.0)], labels=[2, 3])
     >>> s.dim_x, [b[0] for b in s.blocks]
     (4, [2, 3])
     """
@@ -85,7 +85,7 @@ def per_coordinate(problem: Problem, values: Sequence[float], which: str = "y") 
     ``which="y"`` for inner/linear-system steps, ``"x"`` for outer steps.
 
     >>> import bilevel as bl
-    >>> s = bl.problems.stack([bl.problems.quadratic.paper001(k) for k in (2.0, 3.0)])
+    >>> s = bl.problems.stack([bl.problems.quadratic.kappa2d(k) for k in (2.0, 3.0)])
     >>> per_coordinate(s, [1.0, 2.0], "x").tolist()
     [1.0, 1.0, 2.0, 2.0]
     """

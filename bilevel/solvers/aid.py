@@ -97,7 +97,7 @@ class AID(Solver):
     benefit from loops", NeurIPS 2022 (paper 003), Algorithm 1.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> aid = bl.solvers.AID(inner_steps=1, inner_lr=5.0, linsys="gd", linsys_steps=1,
     ...                      linsys_lr=5.0, outer_lr=0.02)
     >>> tr = bl.run(aid, p, steps=3000, eval_every=1000)

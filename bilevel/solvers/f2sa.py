@@ -135,8 +135,8 @@ class F2SA(Solver):
        :math:`\delta/(k+1)^{1/7}` makes it grow like :math:`k^{6/7}`.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
-    >>> s = bl.solvers.F2SA.paper001(lmbda=1.0, L=0.2, outer_lr=0.02)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
+    >>> s = bl.solvers.F2SA.single_loop(lmbda=1.0, L=0.2, outer_lr=0.02)
     >>> tr = bl.run(s, p, steps=1500, eval_every=500)
     >>> bool(tr.grad_norm_sq.iloc[-1] < 1e-2 * tr.grad_norm_sq.iloc[0])
     True
@@ -168,14 +168,14 @@ class F2SA(Solver):
 
     # -- presets ------------------------------------------------------------------
     @classmethod
-    def paper001(cls, lmbda: float, L: float, outer_lr: float) -> "F2SA":
+    def single_loop(cls, lmbda: float, L: float, outer_lr: float) -> "F2SA":
         r"""Paper 001's Algorithm 3: T = 1, fixed :math:`\lambda`, :math:`\alpha = \gamma = 1/((\lambda+1)L)`.
 
         ``L`` is the smoothness constant of f and g (Theorem 5, Eq. (18));
         ``outer_lr`` is :math:`\beta` (the theorem's :math:`\beta\asymp\lambda^{-2}\kappa^{-2}`
         is a rate, not a value: pass the step to use).
         """
-        V.positive_float("F2SA.paper001", "L", L)
+        V.positive_float("F2SA.single_loop", "L", L)
         return cls(inner_lr=1.0 / ((float(lmbda) + 1.0) * float(L)), outer_lr=outer_lr,
                    lmbda=lmbda, inner_steps=1)
 
@@ -256,7 +256,7 @@ def penalty_inner_solution(problem, x: torch.Tensor, lmbda: float, y0=None, newt
     An evaluation utility (metrics, tests); no oracle is counted.
 
     >>> import torch, bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> yl = penalty_inner_solution(p, p.x0, 10.0)
     >>> torch.allclose(yl, p.y_star(p.x0) - 0.01 / torch.tensor([0.2, 0.1], dtype=torch.float64))
     True
@@ -289,7 +289,7 @@ def penalty_hypergrad(problem, x: torch.Tensor, lmbda: float, newton_steps: int 
     :math:`\nabla\Phi_\lambda = \nabla\Phi` exactly (no penalty bias):
 
     >>> import torch, bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=4.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=4.0)
     >>> x = torch.tensor([0.3, -1.0], dtype=torch.float64)
     >>> torch.allclose(penalty_hypergrad(p, x, 5.0), p.grad_phi(x))
     True

@@ -83,7 +83,7 @@ class ITD(Solver):
     forward mode: paper 004 (tutorial slides).
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> itd = bl.solvers.ITD(inner_steps=1, inner_lr=5.0, outer_lr=0.02)
     >>> tr = bl.run(itd, p, steps=3000, eval_every=1000)
     >>> round(float(tr.grad_norm_sq.iloc[-1]), 3)   # non-vanishing error M^2 (kappa-1)^2

@@ -110,7 +110,7 @@ class StocBiO(Solver):
        accumulate (no ``zero_grad``); both quirks are not reproduced.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.StocBiO(inner_steps=2, inner_lr=5.0, neumann_steps=10, neumann_lr=5.0,
     ...                        outer_lr=1.0)
     >>> tr = bl.run(s, p, steps=100, eval_every=50)
@@ -182,7 +182,7 @@ class BSA(Solver):
     Algorithm 2 (inner loop at :math:`x_k`, then the UL step at :math:`y_{k+1}`).
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.BSA(inner_steps=2, inner_lr=5.0, neumann_steps=10, neumann_lr=5.0,
     ...                    outer_lr=0.5, outer_lr_decay=0.5)
     >>> tr = bl.run(s, p, steps=200, eval_every=100)
@@ -271,7 +271,7 @@ class TTSA(Solver):
        Ghadimi and Wang's unbiased construction.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.TTSA(inner_lr=5.0, outer_lr=0.5, neumann_steps=10, neumann_lr=5.0,
     ...                     outer_lr_decay=0.5)
     >>> tr = bl.run(s, p, steps=200, eval_every=100)

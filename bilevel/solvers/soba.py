@@ -101,7 +101,7 @@ class SOBA(Solver):
     algorithms", NeurIPS 2022 (SOBA, Eq. (8)).
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> tr = bl.run(bl.solvers.SOBA(inner_lr=5.0, outer_lr=1.0), p, steps=100, eval_every=50)
     >>> bool(tr.grad_norm_sq.iloc[-1] < 1e-6 * tr.grad_norm_sq.iloc[0])
     True
@@ -164,7 +164,7 @@ class MASOBA(Solver):
        with the previous average :math:`h_{k-1}`.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.MASOBA(inner_lr=5.0, outer_lr=1.0, momentum=0.9)
     >>> tr = bl.run(s, p, steps=200, eval_every=100)
     >>> bool(tr.grad_norm_sq.iloc[-1] < 1e-6 * tr.grad_norm_sq.iloc[0])
@@ -366,7 +366,7 @@ class SSAID(Solver):
     Algorithm 1, whose analysis SSAID extends to stochastic oracles).
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> tr = bl.run(bl.solvers.SSAID(inner_lr=5.0, linsys_lr=5.0, outer_lr=1.0), p, steps=100,
     ...             eval_every=50)
     >>> bool(tr.grad_norm_sq.iloc[-1] < 1e-6 * tr.grad_norm_sq.iloc[0])

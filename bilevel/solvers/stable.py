@@ -64,7 +64,7 @@ class STABLE(Solver):
        matrix-level variance reduction. The UL projection is the identity.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.STABLE(inner_lr=5.0, outer_lr=1.0, neumann_steps=10, neumann_lr=5.0)
     >>> tr = bl.run(s, p, steps=100, eval_every=50)
     >>> bool(tr.grad_norm_sq.iloc[-1] < 1e-6 * tr.grad_norm_sq.iloc[0])

@@ -95,7 +95,7 @@ class SUSTAIN(Solver):
        :math:`\text{lr}_0 (e+2)^{-1/3}`; here the schedule is per iteration.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.SUSTAIN(inner_lr=5.0, outer_lr=1.0, storm_weight=0.5, neumann="sum",
     ...                        neumann_steps=10, neumann_lr=5.0)
     >>> tr = bl.run(s, p, steps=100, eval_every=50)
@@ -210,7 +210,7 @@ class VRBO(Solver):
        old point keeps its own x, which makes the SPIDER sums exact telescopes.
 
     >>> import bilevel as bl
-    >>> p = bl.problems.quadratic.paper001(kappa=2.0)
+    >>> p = bl.problems.quadratic.kappa2d(kappa=2.0)
     >>> s = bl.solvers.VRBO(inner_lr=5.0, outer_lr=1.0, inner_steps=2, period=5,
     ...                     neumann_steps=10, neumann_lr=5.0)
     >>> tr = bl.run(s, p, steps=60, eval_every=30)

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import claims as C
-from ..errors import DivergenceError
-from ..problems import conditioned
-from ..run import run
-from ..solvers import make
+from ... import claims as C
+from ...errors import DivergenceError
+from ...problems import conditioned
+from ...run import run
+from ...solvers import make
 
 __all__ = ["ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
            "stocbio_solver", "predicted_steps", "run_grid", "tune_constant", "hitting",
@@ -347,7 +347,7 @@ def cost_figure(hits: pd.DataFrame, fits: pd.DataFrame, profile: str, deviations
     SSAID solid, StocBiO dashed; fitted exponents in the titles."""
     import matplotlib.pyplot as plt
 
-    from ..plots import footer, setup
+    from ...plots import footer, setup
     setup()
     probs = sorted(hits.problem.unique())
     fig, axes = plt.subplots(len(probs), 2, figsize=(9, 3.4 * len(probs)), squeeze=False)
@@ -392,7 +392,7 @@ def criterion_figure(curves: pd.DataFrame, runs: pd.DataFrame, problem: str, eps
     SSAID and StocBiO, at one eps; the horizontal line is eps."""
     import matplotlib.pyplot as plt
 
-    from ..plots import footer, setup
+    from ...plots import footer, setup
     setup()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     cmap = plt.get_cmap("viridis")

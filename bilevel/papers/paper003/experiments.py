@@ -24,10 +24,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .. import claims
-from ..problems import hyperparam, hyperrep
-from ..run import run
-from ..solvers import AID, ITD
+from ... import claims
+from ...problems import hyperparam, hyperrep
+from ...run import run
+from ...solvers import AID, ITD
 
 __all__ = ["PAPER_TABLE3", "PAPER_TABLE3_DECIMALS", "TABLE3_K", "PROTOCOLS", "table3_comparison",
            "variant_key", "variant_label", "scheme", "mnist_claims",

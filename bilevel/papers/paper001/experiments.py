@@ -1,13 +1,13 @@
 r"""Paper 001 (sharper analysis of single-loop AID/ITD): experiment drivers.
 
 Figures 1-2: single-loop AID (paper 001, Algorithm 1) and ITD (Algorithm 2) on
-the synthetic quadratic of :func:`bilevel.problems.quadratic.paper001` with
+the synthetic quadratic of :func:`bilevel.problems.quadratic.kappa2d` with
 :math:`\mu = M = \rho = 0.1`, :math:`\alpha = \eta = 1/L`, and the theorems'
-outer steps :math:`\beta` from :mod:`bilevel.bounds` (AID: Lemma 4's step
+outer steps :math:`\beta` from :mod:`bilevel.papers.paper001.bounds` (AID: Lemma 4's step
 times the documented factor 1/3 that makes Theorem 1's bound well defined;
 ITD: Lemma 7's :math:`\beta = \mu^3 / (2L(2L^2+\rho M))`).
 
-All kappas run in one vectorised batch (:func:`~bilevel.problems.quadratic.paper001_grid`
+All kappas run in one vectorised batch (:func:`~bilevel.problems.quadratic.kappa2d_grid`
 with per-coordinate step sizes), which performs exactly the per-kappa updates.
 
 Figure 3 and Appendix C: :func:`feature_learning_sweep` (single-loop ITD on
@@ -24,11 +24,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from .. import bounds, claims
-from ..problems import per_coordinate
-from ..problems.quadratic import paper001_grid
-from ..run import run
-from ..solvers import AID, ITD
+from ... import claims
+from . import bounds
+from ...problems import per_coordinate
+from ...problems.quadratic import kappa2d_grid
+from ...run import run
+from ...solvers import AID, ITD
 
 __all__ = ["quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
            "reweighting_runs", "f2sa_quadratic", "quadratic001_f_curved", "penalty_gap_table",
@@ -64,7 +65,7 @@ def quadratic_sweep(kappas, K: int, aid_beta_scale: float = bounds.AID_BETA_SCAL
     alpha = 1.0 / L
     betas = {"AID": np.asarray(bounds.aid_beta_001(c, scale=aid_beta_scale), dtype=float),
              "ITD": np.asarray(bounds.itd_beta_001(c), dtype=float)}
-    prob = paper001_grid(kappas, dtype=dtype, device=device)
+    prob = kappa2d_grid(kappas, dtype=dtype, device=device)
     a = per_coordinate(prob, alpha, "y")
     solvers = {
         "AID": AID(inner_steps=1, inner_lr=a, linsys="gd", linsys_steps=1, linsys_lr=a,
@@ -231,7 +232,7 @@ def feature_learning_sweep(kappas, seeds, K: int, n_train: int = 500, n_val: int
     :math:`\kappa(x_K)` and :math:`\max_k\kappa(x_k)`, steps, oracle totals and the
     batch's wall time; and the curves at about ``curve_points`` log-spaced ``k``.
     """
-    from ..problems import feature_learning as FL
+    from ...problems import feature_learning as FL
     kappas = [float(k) for k in kappas]
     seeds = [int(s) for s in seeds]
     splits = {s: FL.space_ga_split(n_train, n_val, seed=s, source=source) for s in seeds}
@@ -302,7 +303,7 @@ def reweighting_runs(K: int = 3000, loop_K: int = 300, loop_steps: int = 10, inn
     1000 iterations), the minimum, the final values and the precision/recall and
     AUC of the lowest weights against the corrupted labels.
     """
-    from ..problems import reweighting as RW
+    from ...problems import reweighting as RW
     prob = RW.mnist(n_train=n_train, n_val=n_val, n_test=n_test, corruption=corruption, hidden=hidden,
                     activation=activation, seed=seed, source=source)
     N = int(loop_steps)
@@ -377,9 +378,9 @@ def quadratic001_f_curved(kappa: float, f_curvature: float = 0.0, mu: float = 0.
     """
     import torch
 
-    from ..problem import Problem
-    from ..problems.quadratic import paper001
-    base = paper001(kappa, mu=mu)
+    from ...problem import Problem
+    from ...problems.quadratic import kappa2d
+    base = kappa2d(kappa, mu=mu)
     c = float(f_curvature)
     if c < 0:
         raise ValueError(f"f_curvature must be >= 0, got {c!r}.")
@@ -460,7 +461,7 @@ def f2sa_quadratic(kappa: float, lambdas, K: int, outer_lr: float, f_curvatures_
     :math:`\|\nabla\Phi(x^*_\lambda)\|^2` at the stationary point of
     :math:`\Phi_\lambda` next to the measured final value.
     """
-    from ..solvers.f2sa import F2SA
+    from ...solvers.f2sa import F2SA
     if z_coupling not in ("kwon", "paper"):
         raise ValueError(f"z_coupling must be 'kwon' or 'paper', got {z_coupling!r}.")
     L = kappa * 0.1

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import hypergrad
-from ..oracles import Oracles
-from ..problems import conditioned
-from ..run import run
-from ..solvers import make
-from ..solvers.base import Solver, StepInfo
+from ... import hypergrad
+from ...oracles import Oracles
+from ...problems import conditioned
+from ...run import run
+from ...solvers import make
+from ...solvers.base import Solver, StepInfo
 
 __all__ = ["fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
            "itd_cost_vs_T", "tracking_runs", "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
@@ -358,14 +358,14 @@ def floor_table(curves: pd.DataFrame, column: str, start: int) -> pd.DataFrame:
 def _fig(ncols=1, w=4.2, h=3.3):
     import matplotlib.pyplot as plt
 
-    from ..plots import setup
+    from ...plots import setup
     setup()
     fig, axes = plt.subplots(1, ncols, figsize=(w * ncols, h), squeeze=False)
     return fig, axes[0]
 
 
 def _finish(fig, profile, deviations):
-    from ..plots import footer
+    from ...plots import footer
     fig.tight_layout()
     footer(fig, profile, deviations)
     return fig

@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import claims
-from ..errors import DivergenceError
-from ..problems.uniform_convex import example3
-from ..run import run
-from ..solvers import make
-from ..solvers.unibio import epoch_schedule
+from ... import claims
+from ...errors import DivergenceError
+from ...problems.uniform_convex import example3
+from ...run import run
+from ...solvers import make
+from ...solvers.unibio import epoch_schedule
 
 __all__ = ["example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
            "PAPER_OUTER_LRS", "BASELINES", "METHOD_LABELS"]

@@ -1,0 +1,1 @@
+"""Paper 000: SSAID (stochastic AID): synthetic ε- and κ-scaling runs. Texts: ``shared/papers/000*``."""
