@@ -199,7 +199,8 @@ def reweighting_tables(plateau=0.65, slope=0.0, fast=True, loop_level=0.5):
         level = loop_level if m in ("itdN", "aidN") else plateau
         v = level + (2.3 - level) * (np.exp(-k / (100 * Km / K)) if fast else 1 - k / Km) + slope * k / 1000
         curves.append(pd.DataFrame({"method": m, "k": k, "val_loss": v}))
-        rows.append({"method": m, "K": Km, "plateau_fraction": 0.2, "min_val_loss": float(v.min())})
+        rows.append({"method": m, "K": Km, "plateau_fraction": 0.2, "min_val_loss": float(v.min()),
+                     "grad_calls": 2 * K if m.startswith("itd1") else 11 * Km})
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
@@ -207,6 +208,7 @@ def test_reweighting_claims_hold_on_the_paper_world():
     cs = by_id(paper001.reweighting_claims(*reweighting_tables()))
     assert set(cs) == {"plateau_level", "plateau_flat", "decreases_rapidly", "error_is_inherent"}
     assert all(c.holds for c in cs.values()), {i: c.measured for i, c in cs.items()}
+    assert "Gc: itd1 6000, aidN 3300, itdN 3300" in cs["error_is_inherent"].statement   # the budgets are stated
 
 
 def test_reweighting_claims_fail_on_counterfactuals():

@@ -962,7 +962,8 @@ def reweighting_claims(summary: pd.DataFrame, curves: pd.DataFrame, paper_platea
     * ``decreases_rapidly``: at least half of the total decrease (first value -> level)
       happens within the first 20 % of the iterations;
     * ``error_is_inherent``: the loops with N inner steps (AID, and ITD; the same
-      number of inner gradient steps, same outer optimizer) end with a level
+      outer optimizer, their budget ``loop_K`` of :func:`reweighting_runs`, whose
+      gradient evaluations the statement prints) end with a level
       (:func:`plateau_change`, same window fraction) below single-loop ITD's, so the
       level is not the problem's attainable minimum at this budget.
     """
@@ -982,9 +983,11 @@ def reweighting_claims(summary: pd.DataFrame, curves: pd.DataFrame, paper_platea
     ]
     loops = [m for m in ("aidN", "itdN") if m in st]
     if loops:
+        gc = summary.groupby("method").grad_calls.max() if "grad_calls" in summary else {}
+        budget = ", ".join(f"{m} {int(gc[m])}" for m in ["itd1", *loops] if m in gc)
         out.append(claims.all_true("error_is_inherent",
                                    "single-loop ITD exhibits an inherent, non-vanishing error: the N-step loops "
-                                   "(same inner gradient steps) end below its level",
+                                   "end below its level" + (f" (gradient evaluations Gc: {budget})" if budget else ""),
                                    [st[m]["plateau"] < r["plateau"] for m in loops],
                                    [f"{m} (level {st[m]['plateau']:.3f} vs {r['plateau']:.3f})" for m in loops],
                                    paper="inherent error"))
