@@ -12,15 +12,14 @@ median is kept. Usage: ``python -m benchmarks.core_overhead [--quick]``.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 
 import bilevel as bl
-from bilevel.io import save_table
+
+from . import save_rows
 
 ag = torch.autograd.grad
 
@@ -129,10 +128,7 @@ def main(argv=None):
                      sweep_wall_s=wall,
                      sweep_solver_s=float(summary.groupby("method").batch_time_s.first().sum())))
     print(rows[-1])
-    df = pd.DataFrame(rows)
-    df["torch"] = torch.__version__
-    df["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads"
-    save_table(df, args.out)
+    df = save_rows(rows, args.out)
     print(df.to_string())
 
 

@@ -11,14 +11,13 @@ noisy oracles, patched in here), each against :func:`benchmarks.core_overhead.ea
 from __future__ import annotations
 
 import argparse
-import platform
 
 import numpy as np
-import pandas as pd
 import torch
 
 import bilevel as bl
-from bilevel.io import save_table
+
+from . import save_rows
 from bilevel.oracles import Oracles
 
 from .core_overhead import eager_itd, lib_time, problems
@@ -57,10 +56,7 @@ def main(argv=None):
             rows.append(row)
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     Oracles.unroll = single
-    df = pd.DataFrame(rows)
-    df["torch"] = torch.__version__
-    df["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads"
-    save_table(df, args.out)
+    df = save_rows(rows, args.out)
     print(df.to_string())
 
 

@@ -21,14 +21,14 @@ Writes ``benchmarks/results/solver_table.csv`` and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import numpy as np
 import pandas as pd
 import torch
 
 import bilevel as bl
-from bilevel.io import save_table
+
+from . import save_rows
 
 Q3 = dict(neumann_steps=3, neumann_lr=0.5)
 
@@ -134,11 +134,8 @@ def main(argv=None):
                        **time_solver(name, hp, prob, args.steps, args.repeats))
             rows.append(row)
             print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    df = pd.DataFrame(rows)
-    df["torch"] = torch.__version__
-    df["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads" + (
-        f", {torch.cuda.get_device_name()}" if "cuda" in devices else "")
-    save_table(df, args.out)
+    df = save_rows(rows, args.out,
+                   f", {torch.cuda.get_device_name()}" if "cuda" in devices else "")
     print()
     print(markdown(df))
     return df
