@@ -168,8 +168,12 @@ RUN_ALL = """async ({paths, keep, concurrency}) => {
   let lock = Promise.resolve();
   const withLock = (fn) => { const run = lock.then(fn); lock = run.catch(() => {}); return run; };
   const activate = async (panel) => {
-    app.shell.activateById(panel.id);
-    for (let i = 0; i < 100 && app.shell.currentWidget !== panel; i++) await sleep(20);
+    // up to 30 s, asking again every second: on 2 busy cores (two kernels running) the shell can
+    // take longer than a couple of seconds to switch tabs
+    for (let i = 0; i < 1500 && app.shell.currentWidget !== panel; i++) {
+      if (i % 50 === 0) app.shell.activateById(panel.id);
+      await sleep(20);
+    }
     if (app.shell.currentWidget !== panel) throw new Error(panel.context.path + ': could not activate');
     await sleep(50);
   };
