@@ -11,11 +11,7 @@ PAPERS = ROOT / "papers"
 
 def _imports(path: Path) -> set[str]:
     """Absolute module names imported by ``path`` (relative imports resolved)."""
-    pkg = list(path.relative_to(ROOT.parent).with_suffix("").parts)
-    if pkg[-1] != "__init__":
-        pkg = pkg[:-1]
-    else:
-        pkg = pkg[:-1]
+    pkg = list(path.relative_to(ROOT.parent).parts[:-1])   # the package a relative import starts from
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
