@@ -163,29 +163,28 @@ RUN_ALL = """async ({paths, keep, concurrency}) => {
     }
     return {path, ok, tags, outputs, shown, saved, dirtyOnOpen, id: panel.id, start_s: (t1 - t0) / 1000, run_s: (t2 - t1) / 1000};
   };
-  // 'notebook:run-all-cells' acts on the current notebook: activating a panel and starting the
-  // command (which picks its notebook synchronously) happen under a lock; the run itself does not.
+  // 'notebook:run-all-cells' is given the panel by id and told not to activate it (JupyterLab's
+  // `widgetId` argument), so running never depends on which tab has focus. Showing a panel (to count
+  // the <img> it renders) does: those happen one at a time, and wait for the panel to be visible
+  // (not focused: a dialog or a busy shell can hold focus elsewhere; visibility is what rendering needs).
   let lock = Promise.resolve();
   const withLock = (fn) => { const run = lock.then(fn); lock = run.catch(() => {}); return run; };
-  const activate = async (panel) => {
-    // up to 30 s, asking again every second: on 2 busy cores (two kernels running) the shell can
-    // take longer than a couple of seconds to switch tabs
-    for (let i = 0; i < 1500 && app.shell.currentWidget !== panel; i++) {
+  const show = async (panel) => {
+    for (let i = 0; i < 1500 && !panel.isVisible; i++) {
       if (i % 50 === 0) app.shell.activateById(panel.id);
       await sleep(20);
     }
-    if (app.shell.currentWidget !== panel) throw new Error(panel.context.path + ': could not activate');
+    if (!panel.isVisible) {
+      const dialogs = [...document.querySelectorAll('.jp-Dialog')].map(d => d.innerText.slice(0, 300));
+      throw new Error(panel.context.path + ': could not show its tab within 30 s' +
+                      (dialogs.length ? '; open dialogs: ' + dialogs.join(' | ') : ''));
+    }
     await sleep(50);
   };
-  const NotebookRunAll = async (panel) => {
-    const started = await withLock(async () => {
-      await activate(panel);
-      return {running: app.commands.execute('notebook:run-all-cells')};
-    });
-    return await started.running;
-  };
+  const NotebookRunAll = (panel) =>
+    app.commands.execute('notebook:run-all-cells', {widgetId: panel.id, activate: false});
   const countImages = (panel) => withLock(async () => {
-    await activate(panel);
+    await show(panel);
     let shown = 0;
     for (let i = 0; i < 20 && shown === 0; i++) {
       await sleep(100);
