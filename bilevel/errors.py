@@ -5,6 +5,8 @@ Every error names the offending quantity and, where one exists, the fix.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["BilevelError", "DivergenceError", "LinearSolveError"]
 
 
@@ -70,11 +72,11 @@ class LinearSolveError(BilevelError, ArithmeticError):
     Attributes:
       iteration: the linear-solver iteration at which it was detected (or ``None``).
       curvature: :math:`p^\top H p` of the offending direction (or ``None``).
-      block: the block of a stacked problem (:func:`bilevel.problems.stack`), or ``None``.
+      block: the label of the block of a batched problem (:mod:`bilevel.blocks`), or ``None``.
     """
 
     def __init__(self, message: str, iteration: int | None = None,
-                 curvature: float | None = None, block: int | None = None):
+                 curvature: float | None = None, block: Any = None):
         self.iteration = iteration
         self.curvature = curvature
         self.block = block

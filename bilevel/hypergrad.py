@@ -88,8 +88,8 @@ def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     """:func:`implicit` without argument checks (the solvers' inner call)."""
     fx, fy = o.grad_f(x, y, batch)
     curv = o.curvature(x, y, batch)
-    if linsys == "cg" and o.problem.blocks is not None:
-        v = linsolve.UNCHECKED["cg"](curv.hvp, fy, v0, steps=steps, segments=o.y_segments())
+    if linsys == "cg":
+        v = linsolve.UNCHECKED["cg"](curv.hvp, fy, v0, steps=steps, blocks=o.problem.blocks)
     else:
         v = linsolve.UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
     if not bool(torch.isfinite(v).all()):
@@ -107,8 +107,7 @@ def _check_solution(o: Oracles, x, y, fy, v, linsys, steps, lr):
         return
     where = ""
     if o.problem.blocks is not None:
-        ids = o.y_segments()[~torch.isfinite(v)].unique().tolist()
-        where = f" in block(s) {[o.problem.blocks[i][0] for i in ids]}"
+        where = f" in block(s) {o.problem.blocks.labels_where(~torch.isfinite(v), 'y')}"
     step = "" if linsys == "cg" else f", linsys_lr={lr}"
     raise LinearSolveError(
         f"implicit: the solution v of H_yy v = grad_y f is NaN/Inf{where} after {steps} steps of "

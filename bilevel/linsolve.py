@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from . import _validate as V
+from .blocks import Blocks
 from .errors import LinearSolveError
 
 __all__ = ["gd", "cg", "neumann", "solve", "SOLVERS", "UNCHECKED"]
@@ -84,19 +85,21 @@ def _neumann(matvec, b, x0=None, *, steps, lr):
 
 def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
        steps: int, lr: float | None = None, tol: float = 1e-12,
-       segments: torch.Tensor | None = None) -> torch.Tensor:
+       blocks: Blocks | None = None) -> torch.Tensor:
     r"""Conjugate gradient for symmetric positive definite ``H``.
 
     Stops after ``steps`` iterations or when :math:`\|r\| \le tol\,\|b\|`
     (the stopping test reads one norm per iteration: a host synchronisation
     on CUDA). ``lr`` is ignored (accepted for a uniform signature).
 
-    ``segments`` (a block id per coordinate, for block-diagonal ``H`` such as
+    ``blocks`` (a :class:`~bilevel.blocks.Blocks` whose ``y`` slices partition
+    ``b``, for block-diagonal ``H`` such as the :math:`H_{yy}` of a
     :func:`bilevel.problems.stack`) runs one independent CG per block: step
-    lengths and stopping tests use per-block dot products, so a stacked run
-    equals separate runs even when CG is truncated.
+    lengths and stopping tests use per-block inner products
+    (:meth:`~bilevel.blocks.Blocks.dot`), so a batched run equals separate runs
+    even when CG is truncated.
 
-    Raises :class:`~bilevel.LinearSolveError` (naming the iteration, the block
+    Raises :class:`~bilevel.LinearSolveError` (naming the iteration, the block's label
     and :math:`p^\top H p`) when a search direction ``p`` has non-positive
     curvature, :math:`p^\top H p \le \epsilon\,\|p\|\,\|Hp\|` with
     :math:`\epsilon` the dtype's machine epsilon: ``H`` is then not positive
@@ -111,7 +114,9 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     tensor([0.2000, 0.6000], dtype=torch.float64)
     """
     V.nonneg_int("cg", "steps", steps)
-    return _cg(matvec, b, x0, steps=steps, tol=tol, segments=segments)
+    if blocks is not None and blocks.batched and blocks.size("y") != b.numel():
+        raise ValueError(f"cg: blocks cover {blocks.size('y')} coordinates (their y slices), b has {b.numel()}.")
+    return _cg(matvec, b, x0, steps=steps, tol=tol, blocks=blocks)
 
 
 def _nonpositive(php, pp, hphp, eps):
@@ -128,7 +133,7 @@ def _not_pd(php, pp, hphp, k, block=None):
         "(fix g, or use linsys='gd'/'neumann' with a small linsys_lr).", k, php, block)
 
 
-def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
+def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, blocks=None):
     if x0 is None:
         v = torch.zeros_like(b)
         r = b.clone()
@@ -137,7 +142,7 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
         r = b - matvec(x0)
     p = r
     eps = torch.finfo(b.dtype).eps
-    if segments is None:
+    if blocks is None or not blocks.batched:
         rr = torch.dot(r, r)
         thresh = (tol ** 2) * float(torch.dot(b, b))
         for k in range(steps):
@@ -155,10 +160,8 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
             p = r + (rr_new / rr) * p
             rr = rr_new
         return v
-    nb = int(segments.max()) + 1
-
     def dot(a, c):
-        return torch.zeros(nb, dtype=b.dtype, device=b.device).index_add_(0, segments, a * c)
+        return blocks.dot(a, c, "y")
 
     rr = dot(r, r)
     thresh = (tol ** 2) * dot(b, b)
@@ -172,13 +175,13 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, segments=None):
         bad = active & _nonpositive(php, pp, hphp, eps)
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
-            raise _not_pd(float(php[i]), float(pp[i]), float(hphp[i]), k, i)
+            raise _not_pd(float(php[i]), float(pp[i]), float(hphp[i]), k, blocks.labels[i])
         alpha = torch.where(active, rr / torch.where(active, php, torch.ones_like(php)), 0.0)
-        v = v + alpha[segments] * p
-        r = r - alpha[segments] * hp
+        v = v + blocks.spread(alpha, "y") * p
+        r = r - blocks.spread(alpha, "y") * hp
         rr_new = dot(r, r)
         beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), 0.0)
-        p = r + beta[segments] * p
+        p = r + blocks.spread(beta, "y") * p
         rr = torch.where(active, rr_new, rr)
     return v
 

@@ -205,15 +205,6 @@ class Oracles:
             gen.manual_seed(int(seed) * len(STREAMS) + i + 1)
             self.generators[name] = gen
 
-    def y_segments(self) -> torch.Tensor:
-        """Block id of every coordinate of ``y`` for a stacked problem (cached)."""
-        if getattr(self, "_y_segments", None) is None:
-            seg = torch.empty(self.problem.dim_y, dtype=torch.long, device=self.problem.device)
-            for i, (_, _, sy) in enumerate(self.problem.blocks):
-                seg[sy] = i
-            self._y_segments = seg
-        return self._y_segments
-
     def sample(self, kind: str, batch_size: int | None = None):
         """Draw a minibatch for ``f`` (``kind="outer"``) or ``g`` (``"inner"``)."""
         if kind not in ("outer", "inner"):

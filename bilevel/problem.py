@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from .blocks import Blocks
+
 __all__ = ["Problem", "check_vector"]
 
 Fn = Callable[..., torch.Tensor]
@@ -64,12 +66,16 @@ class Problem:
       grad_phi: optional exact hypergradient ``grad_phi(x) -> (dim x,)``.
       phi: optional exact outer value ``phi(x) = f(x, y_star(x))``.
       metrics: optional extra metrics ``{name: fn(x, y) -> float}`` recorded in
-        the trace (e.g. a validation or test loss).
+        the trace (e.g. a validation or test loss); on a problem with ``blocks``
+        a metric may instead return one value per block (a 1-D tensor or
+        sequence of ``len(blocks)`` numbers), which :func:`bilevel.run` puts in
+        the rows of those blocks.
       name: a short label recorded in traces.
       info: free-form metadata (problem constants such as ``L``, ``mu``, ``kappa``).
       blocks: for a block-separable problem (see :func:`bilevel.problems.stack`):
-        a tuple of ``(label, x_slice, y_slice)``; :func:`bilevel.run` then
-        reports the exact metrics per block, one row per ``(k, block)``.
+        a :class:`bilevel.blocks.Blocks` (labels, x and y slices); :func:`bilevel.run`
+        then reports the exact metrics per block, one row per ``(k, block)``, and a
+        metric may return one value per block.
       sampler: for stochastic problems, ``sampler(generator, kind, batch_size)
         -> batch`` draws a minibatch (``kind`` is ``"outer"`` for f or
         ``"inner"`` for g); the batch is passed as third argument
@@ -96,7 +102,7 @@ class Problem:
     metrics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], Any]] = field(default_factory=dict)
     name: str = "problem"
     info: Mapping[str, Any] = field(default_factory=dict)
-    blocks: tuple | None = None
+    blocks: Blocks | None = None
     sampler: Callable[[torch.Generator, str, int | None], Any] | None = None
 
     def __post_init__(self):
@@ -114,6 +120,14 @@ class Problem:
         object.__setattr__(self, "y0", self.y0.detach())
         if not bool(torch.isfinite(self.x0).all()) or not bool(torch.isfinite(self.y0).all()):
             raise ValueError("x0 and y0 must be finite (found NaN/Inf).")
+        if self.blocks is not None:
+            if not isinstance(self.blocks, Blocks):
+                raise TypeError("Problem.blocks must be a bilevel.blocks.Blocks (e.g. Blocks.contiguous(labels, "
+                                f"sizes_x, sizes_y)) or None, got {type(self.blocks).__name__}.")
+            if not self.blocks.batched:
+                object.__setattr__(self, "blocks", None)
+            else:
+                self.blocks.check(self.dim_x, self.dim_y)
         for nm, fn in dict(self.metrics).items():
             if not callable(fn):
                 raise TypeError(f"metric {nm!r} must be a callable fn(x, y).")

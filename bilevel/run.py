@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from . import _validate as V
+from . import blocks as B
 from .errors import DivergenceError, LinearSolveError
 from .oracles import Oracles
 from .problem import Problem
@@ -48,6 +49,24 @@ def _nonfinite(state, info) -> str | None:
     return None
 
 
+def _per_block(name: str, value, blocks) -> list[float]:
+    """A metric's value(s) as one float per block: a number is repeated, a 1-D tensor or sequence
+    of ``len(blocks)`` numbers is one value per block."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.dim() == 0:
+            return [float(value)] * len(blocks)
+        value = value.cpu().tolist() if value.dim() == 1 else None
+    elif isinstance(value, (list, tuple)) or (hasattr(value, "ndim") and getattr(value, "ndim") == 1):
+        value = [float(v) for v in value]
+    else:
+        return [float(value)] * len(blocks)
+    if value is None or len(value) != len(blocks):
+        raise ValueError(f"metric {name!r} must return a number or one number per block "
+                         f"({len(blocks)} on this problem), got {value if value is None else len(value)} values.")
+    return [float(v) for v in value]
+
+
 def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed: int = 0,
         progress: bool = False, desc: str | None = None, noise=None,
         growth_limit: float | None = GROWTH_LIMIT) -> pd.DataFrame:
@@ -70,7 +89,9 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
       (estimate columns are NaN there: no estimate is formed at :math:`x_K`);
     * ``solver``, ``problem``, ``seed``; for a stacked problem
       (:func:`bilevel.problems.stack`) one row per ``(k, block)`` with a
-      ``block`` column, the exact metrics restricted to that block.
+      ``block`` column (the block's label, :mod:`bilevel.blocks`), the exact
+      metrics restricted to that block and the problem's metrics, of that
+      block where a metric returns one value per block.
 
     Row ``k < steps`` describes the estimate formed at :math:`x_k`; its counts and
     time include step ``k`` (the cost of producing :math:`x_{k+1}`).
@@ -117,7 +138,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
     elapsed = 0.0
     last_ok = -1
 
-    blocks = problem.blocks
+    blocks = B.of(problem)
     first: dict[str, float] = {}
 
     def check_growth(k, label, row, y):
@@ -136,7 +157,7 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
 
     def record(k, x, y, est):
         base = {"k": k, "time_s": elapsed, **oracles.counts.as_dict()}
-        exact: dict[str, torch.Tensor] = {}
+        exact: dict[str, tuple[str, torch.Tensor | None]] = {}
         with torch.enable_grad():
             if problem.grad_phi is not None:
                 gphi = problem.grad_phi(x).detach()
@@ -144,26 +165,14 @@ def run(solver: Solver, problem: Problem, steps: int, eval_every: int = 1, seed:
                 exact["hypergrad_err_sq"] = ("x", None if est is None else est - gphi)
             if problem.y_star is not None:
                 exact["inner_err_sq"] = ("y", None if y is None else y - problem.y_star(x).detach())
-            extra = {name: float(fn(x, y)) for name, fn in problem.metrics.items()}
-            if problem.phi is not None and blocks is None:
-                extra["phi"] = float(problem.phi(x))
-        if blocks is None:
-            row = dict(base)
-            for name, (_, t) in exact.items():
-                row[name] = _sq(t) if t is not None else float("nan")
-            row.update(extra)
-            rows.append(row)
-            check_growth(k, None, row, y)
-            return
-        for label, sx, sy in blocks:
-            row = dict(base, block=label)
+            extra = {name: _per_block(name, fn(x, y), blocks) for name, fn in problem.metrics.items()}
+            if problem.phi is not None and not blocks.batched:
+                extra["phi"] = [float(problem.phi(x))]
+        for i, (label, sx, sy) in enumerate(blocks):
+            row = dict(base) if not blocks.batched else dict(base, block=label)
             for name, (which, t) in exact.items():
-                if t is None:
-                    row[name] = float("nan")
-                else:
-                    seg = t[sx] if which == "x" else t[sy]
-                    row[name] = _sq(seg)
-            row.update(extra)
+                row[name] = float("nan") if t is None else _sq(t[sx] if which == "x" else t[sy])
+            row.update({name: vals[i] for name, vals in extra.items()})
             rows.append(row)
             check_growth(k, label, row, None if y is None else y[sy])
 

@@ -77,14 +77,14 @@ def test_cg_ill_conditioned_but_positive_definite_still_solves():
 def test_cg_curvature_check_is_per_block():
     A = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=F64)
     H = torch.block_diag(A, torch.diag(torch.tensor([2.0, -1.0], dtype=F64)))
-    seg = torch.tensor([0, 0, 1, 1])
+    seg = bl.Blocks.contiguous(["a", "b"], [0, 0], [2, 2])
     with pytest.raises(bl.LinearSolveError) as ei:
-        linsolve.cg(lambda v: H @ v, torch.ones(4, dtype=F64), steps=10, segments=seg)
-    assert (ei.value.iteration, ei.value.block, ei.value.curvature) == (1, 1, -72.0)
-    assert "at iteration 1 in block 1" in str(ei.value)
+        linsolve.cg(lambda v: H @ v, torch.ones(4, dtype=F64), steps=10, blocks=seg)
+    assert (ei.value.iteration, ei.value.block, ei.value.curvature) == (1, "b", -72.0)
+    assert "at iteration 1 in block b" in str(ei.value)
     # a converged block stops, a positive definite stack solves exactly as before
     H2 = torch.block_diag(A, torch.diag(torch.tensor([2.0, 5.0], dtype=F64)))
-    v = linsolve.cg(lambda u: H2 @ u, torch.ones(4, dtype=F64), steps=10, segments=seg)
+    v = linsolve.cg(lambda u: H2 @ u, torch.ones(4, dtype=F64), steps=10, blocks=seg)
     torch.testing.assert_close(v, torch.linalg.solve(H2, torch.ones(4, dtype=F64)))
 
 

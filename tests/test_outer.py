@@ -157,7 +157,7 @@ def test_stable_step_keeps_aid_stable_where_a_fixed_step_explodes(mnist64):
     stable = bl.solvers.AID(inner_steps=5, inner_lr=rule, linsys_steps=20, linsys_lr=rule,
                             outer_lr=1e-3, max_abs=1e4)
     tr = bl.run(stable, prob, steps=5)
-    assert tr.val_loss__s0.notna().all()
+    assert tr.val_loss.notna().all() and list(tr.block.unique()) == [0, 1]
     step = rule(prob.x0)
     assert step.shape == prob.y0.shape
     assert float(step[0]) == pytest.approx(1.0 / (L + torch.e ** 4))

@@ -101,7 +101,7 @@ def test_grid_blocks_equal_separate_problems_and_itd_runs(split):
         t1 = bl.run(bl.solvers.ITD(inner_steps=1, inner_lr=0.5 / L0[i], outer_lr=0.5), single, steps=5)
         got = tr[tr.block == kap[i]].grad_norm_sq.to_numpy()
         np.testing.assert_allclose(got, t1.grad_norm_sq.to_numpy(), rtol=1e-10)
-        np.testing.assert_allclose(tr[tr.block == kap[i]][f"kappa_block{i}"].to_numpy()[0], kap[i], rtol=1e-10)
+        np.testing.assert_allclose(tr[tr.block == kap[i]]["kappa"].to_numpy()[0], kap[i], rtol=1e-10)
 
 
 def test_head_init_and_bad_arguments(split):

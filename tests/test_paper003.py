@@ -90,10 +90,10 @@ def test_mnist_regularizer_and_losses_are_the_paper_objective(mnist64):
     assert float(p.g(p.x0, y)) == pytest.approx(float(want), rel=1e-12)
     vce = torch.nn.functional.cross_entropy(mnist64.x_val @ W[:, :784].T + W[:, 784], mnist64.y_val)
     assert float(p.f(p.x0, y)) == pytest.approx(float(vce), rel=1e-12)
-    m = {k: fn(p.x0, y) for k, fn in p.metrics.items()}
-    assert m["train_loss__s0"] == pytest.approx(float(ce), rel=1e-12)
-    assert m["val_loss__s0"] == pytest.approx(float(vce), rel=1e-12)
-    assert m["log_lambda__s0"] == pytest.approx(0.7)
+    m = {k: float(fn(p.x0, y)[0]) for k, fn in p.metrics.items()}
+    assert m["train_loss"] == pytest.approx(float(ce), rel=1e-12)
+    assert m["val_loss"] == pytest.approx(float(vce), rel=1e-12)
+    assert m["log_lambda"] == pytest.approx(0.7)
     # Kaiming normal, fan_out = 10: std sqrt(2/10); seeds differ
     w0 = hyperparam.kaiming_init(0, torch.float64)
     assert float(w0.std()) == pytest.approx(np.sqrt(0.2), rel=0.05)
@@ -113,8 +113,8 @@ def test_mnist_seed_batch_is_the_sum_of_single_seed_problems(mnist64):
     for i, (s, q) in enumerate(zip((0, 1), one)):
         ts = bl.run(aid, q, steps=3, seed=0)
         for name in ("val_loss", "test_loss", "log_lambda"):
-            a = tb[hyperparam.metric_column(name, s)].to_numpy()
-            b = ts[hyperparam.metric_column(name, s)].to_numpy()
+            a = tb[tb.block == s][name].to_numpy()
+            b = ts[name].to_numpy()
             assert np.allclose(a, b, rtol=1e-10, atol=1e-12), (name, a, b)
 
 
@@ -151,9 +151,9 @@ def test_hyperrep_gradients_and_exact_oracles():
     assert torch.allclose(g, p.grad_phi(x), rtol=1e-6, atol=1e-9)
     # blocks are the seeds; seed 2's block equals the single-seed problem
     single = hyperrep.hyper_representation(seeds=(2,))
-    assert [b[0] for b in p.blocks] == [0, 2]
-    assert torch.equal(p.x0[p.blocks[1][1]], single.x0)
-    assert p.metrics["phi__s2"](x, y) == pytest.approx(float(single.phi(single.x0)), rel=1e-10)
+    assert p.blocks.labels == (0, 2)
+    assert torch.equal(p.blocks.split(p.x0, "x")[1], single.x0)
+    assert float(p.metrics["phi"](x, y)[1]) == pytest.approx(float(single.phi(single.x0)), rel=1e-10)
 
 
 def test_hyperrep_rejects_bad_arguments():

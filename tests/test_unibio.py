@@ -73,7 +73,7 @@ def test_epoch_sgd_balls_are_per_block_on_stacked_copies():
     o = Oracles(prob, seed=0, noise={"grad_g": 3.0})
     rec = []
     epoch_sgd(o, prob.x0, prob.y0, p=4, lr=1.0, epoch_length=5, radius=1.0, budget=100, record=rec,
-              index=S.block_index(prob, "y"))
+              blocks=prob.blocks)
     for _, c, d, w in rec:
         assert bool(((w - c).abs() <= d * (1 + 1e-12)).all())
 

@@ -47,6 +47,7 @@ import math
 
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["quadratic", "logistic", "GaussianBatch", "newton_inner"]
@@ -64,8 +65,7 @@ class GaussianBatch:
 
 
 def _blocks(replicates, dim):
-    return tuple((r, slice(r * dim, (r + 1) * dim), slice(r * dim, (r + 1) * dim))
-                 for r in range(replicates))
+    return Blocks.contiguous(range(replicates), [dim] * replicates, [dim] * replicates)
 
 
 def _check(kappa, replicates, dim):

@@ -56,6 +56,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["FeatureData", "space_ga_split", "grid", "space_ga", "kappa_of", "phi_smoothness"]
@@ -129,8 +130,9 @@ def grid(splits: Sequence[FeatureData], kappas: Sequence[float], width: int = 12
 
     ``info``: per block ``kappa0``, ``L0`` (:math:`=\kappa_0\mu`), ``mu``,
     ``scale`` (:math:`s_b`), ``lambda_max_WGW0``; ``labels``.
-    ``metrics``: ``kappa_block<b>`` = :math:`\kappa_b(x)` of block ``b`` (the inner
-    condition number moves with :math:`x`), ``kappa_drift_max`` / ``kappa_drift_min`` =
+    ``metrics``: ``kappa`` = :math:`\kappa_b(x)`, one value per block (in the
+    block's rows of a :func:`bilevel.run` trace; the inner condition number
+    moves with :math:`x`), ``kappa_drift_max`` / ``kappa_drift_min`` =
     :math:`\max_b / \min_b\ \kappa_b(x)/\kappa_b(x_0)`.
 
     >>> s = space_ga_split(60, 40, seed=0, source="fixture")
@@ -232,10 +234,8 @@ def grid(splits: Sequence[FeatureData], kappas: Sequence[float], width: int = 12
 
     metrics = {"kappa_drift_max": lambda x, y: float((kappas_at(x) / kappa0).max()),
                "kappa_drift_min": lambda x, y: float((kappas_at(x) / kappa0).min())}
-    for b in range(B):
-        metrics[f"kappa_block{b}"] = lambda x, y, b=b: float(kappas_at(x)[b])
-    blocks = tuple((lab, slice(b * h * d, (b + 1) * h * d), slice(b * h, (b + 1) * h))
-                   for b, lab in enumerate(labels))
+    metrics["kappa"] = lambda x, y: kappas_at(x)          # one value per block
+    blocks = Blocks.contiguous(labels, [h * d] * B, [h] * B)
     info = {"blocks": [dict(kappa0=float(kappa0[b]), L0=float(kappa0[b]) * mu, mu=mu,
                             scale=float(scale[b]), kappa_control=kappa_control,
                             init_seed=int(init_seeds[b]), split_seed=splits[b].meta.get("seed"))

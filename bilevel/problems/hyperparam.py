@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["MNISTSplits", "mnist_splits", "regularization", "ce_curvature", "StableStep",
@@ -220,13 +221,8 @@ class _PerSeedMetrics:
         return self._val
 
 
-#: names of the per-seed metric columns (``f"{name}__s{seed}"``)
+#: names of the per-seed metrics (one value per seed block)
 METRICS = ("train_loss", "val_loss", "test_loss", "log_lambda")
-
-
-def metric_column(name: str, seed: int) -> str:
-    """Trace column of metric ``name`` for ``seed`` (see :func:`regularization`)."""
-    return f"{name}__s{seed}"
 
 
 def regularization(data: MNISTSplits, per_parameter: bool = False, seeds=(0,),
@@ -250,14 +246,15 @@ def regularization(data: MNISTSplits, per_parameter: bool = False, seeds=(0,),
       init_std: standard deviation of the initialisation instead of Kaiming's
         :math:`\sqrt{2/10}` (``None``: Kaiming, the stand-in).
 
-    ``metrics``: for each seed ``s`` the columns ``train_loss__s<s>`` (training
-    cross-entropy without the regularizer), ``val_loss__s<s>`` (:math:`f`),
-    ``test_loss__s<s>`` and ``log_lambda__s<s>`` (mean of :math:`\theta_s`),
-    evaluated at the inner iterate; see :func:`metric_column`.
+    ``problem.blocks`` (:mod:`bilevel.blocks`) is labelled by seed.
+    ``metrics`` (:data:`METRICS`, one value per seed, so in that seed's rows of a
+    :func:`bilevel.run` trace): ``train_loss`` (training cross-entropy without
+    the regularizer), ``val_loss`` (:math:`f`), ``test_loss`` and ``log_lambda``
+    (mean of :math:`\theta_s`), evaluated at the inner iterate.
 
     >>> p = regularization(mnist_splits(600, 400, source="fixture"), seeds=(0, 1))
-    >>> p.dim_x, p.dim_y, sorted(p.metrics)[:2]
-    (2, 15700, ['log_lambda__s0', 'log_lambda__s1'])
+    >>> p.dim_x, p.dim_y, p.blocks.labels, sorted(p.metrics)[:2]
+    (2, 15700, (0, 1), ['log_lambda', 'test_loss'])
     """
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -280,13 +277,10 @@ def regularization(data: MNISTSplits, per_parameter: bool = False, seeds=(0,),
         return _ce_sum(y, xv, yv, S)
 
     table = _PerSeedMetrics(data, S)
-    metrics = {}
-    for name in METRICS:
-        for i, s in enumerate(seeds):
-            metrics[metric_column(name, s)] = (lambda x, y, name=name, i=i:
-                                               float(table(x, y)[name][i]))
+    metrics = {name: (lambda x, y, name=name: table(x, y)[name]) for name in METRICS}
     kind = "per_parameter" if per_parameter else "scalar"
-    return Problem(f=f, g=g, x0=x0, y0=y0, metrics=metrics, name=f"mnist_l2_{kind}",
+    blocks = Blocks.contiguous(seeds, [per_seed if per_parameter else 1] * S, [per_seed] * S)
+    return Problem(f=f, g=g, x0=x0, y0=y0, metrics=metrics, name=f"mnist_l2_{kind}", blocks=blocks,
                    info=dict(data.sizes, per_parameter=per_parameter, seeds=seeds,
                              theta0=float(theta0), data=dict(data.meta)))
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["SIZES", "sow_data", "validation_floor", "hyper_representation"]
@@ -97,13 +98,8 @@ def _initial_point(seed: int, D: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return w0, H0
 
 
-#: names of the per-seed metric columns (``f"{name}__s{seed}"``)
+#: names of the per-seed metrics (one value per seed block)
 METRICS = ("val_loss", "train_loss", "phi")
-
-
-def metric_column(name: str, seed: int) -> str:
-    """Trace column of metric ``name`` for ``seed`` (see :func:`hyper_representation`)."""
-    return f"{name}__s{seed}"
 
 
 def hyper_representation(seeds=(0,), size: str = "base", gamma: float = GAMMA,
@@ -118,14 +114,15 @@ def hyper_representation(seeds=(0,), size: str = "base", gamma: float = GAMMA,
     ``problem.blocks`` is labelled by seed, so :func:`bilevel.run` reports the
     exact :math:`\|\nabla\Phi\|^2`, hypergradient and inner errors per seed.
 
-    ``metrics`` (per seed ``s``, see :func:`metric_column`): ``val_loss__s<s>``
-    = :math:`f(H_k, w_k)` at the inner iterate (what paper 003's Table 3
-    reports), ``train_loss__s<s>`` = the data term of :math:`g`, ``phi__s<s>``
-    = the exact :math:`\Phi(H_k)`. ``info``: ``m, d, n, gamma, seeds, size``.
+    ``metrics`` (:data:`METRICS`, one value per seed, so in that seed's rows
+    of a :func:`bilevel.run` trace): ``val_loss`` = :math:`f(H_k, w_k)` at the
+    inner iterate (what paper 003's Table 3 reports), ``train_loss`` = the data
+    term of :math:`g`, ``phi`` = the exact :math:`\Phi(H_k)`. ``info``:
+    ``m, d, n, gamma, seeds, size``.
 
     >>> p = hyper_representation(seeds=(0, 1))
-    >>> p.dim_x, p.dim_y, round(p.metrics["val_loss__s0"](p.x0, p.y0), 2)
-    (16384, 256, 8575.84)
+    >>> p.dim_x, p.dim_y, [round(float(v), 2) for v in p.metrics["val_loss"](p.x0, p.y0)][:1]
+    (16384, 256, [8575.84])
     """
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -194,10 +191,8 @@ def hyper_representation(seeds=(0,), size: str = "base", gamma: float = GAMMA,
             cache["key"] = (x.detach().clone(), y.detach().clone())
         return cache["val"]
 
-    metrics = {metric_column(name, s): (lambda x, y, name=name, i=i: float(table(x, y)[name][i]))
-               for name in METRICS for i, s in enumerate(seeds)}
-    blocks = tuple((s, slice(i * m * d, (i + 1) * m * d), slice(i * d, (i + 1) * d))
-                   for i, s in enumerate(seeds))
+    metrics = {name: (lambda x, y, name=name: table(x, y)[name]) for name in METRICS}
+    blocks = Blocks.contiguous(seeds, [m * d] * S, [d] * S)
     return Problem(f=f, g=g, x0=x0, y0=y0, y_star=y_star, grad_phi=grad_phi, phi=phi,
                    metrics=metrics, name=f"hyperrep_{size}", blocks=blocks,
                    info=dict(m=m, d=d, n=n, gamma=gamma, seeds=seeds, size=size))

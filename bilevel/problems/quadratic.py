@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["kappa2d", "kappa2d_grid", "random"]
@@ -117,7 +118,7 @@ def kappa2d_grid(kappas, mu: float = 0.1, dtype=torch.float64, device="cpu") -> 
         return f(x, y_star(x))
 
     n = len(kappas)
-    blocks = tuple((k, slice(2 * i, 2 * i + 2), slice(2 * i, 2 * i + 2)) for i, k in enumerate(kappas))
+    blocks = Blocks.contiguous(kappas, [2] * n, [2] * n)
     return Problem(f=f, g=g, x0=torch.zeros(2 * n, **kw), y0=torch.zeros(2 * n, **kw),
                    y_star=y_star, grad_phi=grad_phi, phi=phi,
                    name="quadratic001_grid",

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 
 __all__ = ["stack", "per_coordinate"]
@@ -40,8 +41,8 @@ def stack(problems: Sequence[Problem], labels: Sequence | None = None, name: str
 
     >>> import bilevel as bl
     >>> s = bl.problems.stack([bl.problems.quadratic.kappa2d(k) for k in (2.0, 3.0)], labels=[2, 3])
-    >>> s.dim_x, [b[0] for b in s.blocks]
-    (4, [2, 3])
+    >>> s.dim_x, s.blocks.labels
+    (4, (2, 3))
     """
     problems = list(problems)
     if not problems:
@@ -75,7 +76,7 @@ def stack(problems: Sequence[Problem], labels: Sequence | None = None, name: str
         grad_phi=_cat_optional([p.grad_phi for p in problems], sx, None),
         phi=phi, name=name,
         info={"blocks": [dict(p.info) for p in problems], "labels": labels},
-        blocks=tuple((lab, a, b) for lab, a, b in zip(labels, sx, sy)),
+        blocks=Blocks(labels, sx, sy),
     )
 
 
@@ -96,8 +97,5 @@ def per_coordinate(problem: Problem, values: Sequence[float], which: str = "y") 
     values = list(values)
     if len(values) != len(problem.blocks):
         raise ValueError(f"per_coordinate(): {len(values)} values for {len(problem.blocks)} blocks.")
-    size = problem.dim_x if which == "x" else problem.dim_y
-    out = torch.empty(size, dtype=problem.dtype, device=problem.device)
-    for val, (_, a, b) in zip(values, problem.blocks):
-        out[a if which == "x" else b] = float(val)
-    return out
+    per_block = torch.tensor([float(v) for v in values], dtype=problem.dtype, device=problem.device)
+    return problem.blocks.spread(per_block, which)

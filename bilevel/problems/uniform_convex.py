@@ -36,6 +36,7 @@ import math
 
 import torch
 
+from ..blocks import Blocks
 from ..problem import Problem
 from ..sampling import EpochSlices
 
@@ -118,7 +119,7 @@ def example3(p: int = 2, x0: float = 1.0, y0: float = 1.0, copies: int = 1, dtyp
                                 "reference_hypergrad": reference_hypergrad},
                        name=f"example3(p={p})",
                        info=dict(p=p, L_u=1.0, y_threshold=y_thr, paper="002", example=3))
-    blocks = tuple((i, slice(i, i + 1), slice(i, i + 1)) for i in range(copies))
+    blocks = Blocks.contiguous(range(copies), [1] * copies, [1] * copies)
     return Problem(f=f, g=g, x0=torch.full((copies,), float(x0), **kw),
                    y0=torch.full((copies,), float(y0), **kw), y_star=y_star, grad_phi=grad_phi,
                    name=f"example3(p={p},copies={copies})", blocks=blocks,

@@ -26,7 +26,7 @@ import torch
 
 __all__ = ["draw", "draw_many", "HGBatches", "draw_hg", "curvatures", "neumann_series",
            "neumann_power", "neumann_hypergrad", "cross_yx", "HostRNG",
-           "generalized_scale", "block_index", "norms"]
+           "generalized_scale"]
 
 
 # -- batches ---------------------------------------------------------------------
@@ -158,36 +158,6 @@ def cross_yx(o, x, y, d: torch.Tensor, batch=None) -> torch.Tensor:
         out, = torch.autograd.grad(gx, yl, grad_outputs=d, allow_unused=True, materialize_grads=True)
     o.charge(jvp=1)
     return o.noisy("jvp", out.detach())
-
-
-# -- per-block norms (stacked problems) ------------------------------------------------
-
-def block_index(problem, which: str):
-    """``(ids, n_blocks)`` mapping each coordinate of x (``which="x"``) or y to its block, or ``None``.
-
-    For a block-separable problem (:func:`bilevel.problems.stack`), solvers whose
-    update involves a norm (UniBiO's normalized step and Epoch-SGD balls,
-    MA-SOBA's projection) take it per block, so that a stacked run performs
-    exactly the per-block updates.
-    """
-    if problem.blocks is None:
-        return None
-    n = problem.dim_x if which == "x" else problem.dim_y
-    ids = torch.full((n,), -1, dtype=torch.long)
-    for i, (_, sx, sy) in enumerate(problem.blocks):
-        ids[sx if which == "x" else sy] = i
-    if bool((ids < 0).any()):
-        raise ValueError(f"problem.blocks do not cover every coordinate of {which}.")
-    return ids.to(problem.device), len(problem.blocks)
-
-
-def norms(v: torch.Tensor, index=None) -> torch.Tensor:
-    """Euclidean norm of ``v`` (a 0-d tensor), or per coordinate its block's norm if ``index``."""
-    if index is None:
-        return torch.linalg.vector_norm(v)
-    ids, n = index
-    sq = v.new_zeros(n).index_add_(0, ids, v * v)
-    return sq.sqrt()[ids]
 
 
 # -- host-side randomness -----------------------------------------------------------

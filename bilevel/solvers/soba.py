@@ -28,6 +28,7 @@ import torch
 
 from .. import _validate as V
 from .. import outer as _outer
+from .. import blocks as B
 from . import _stochastic as S
 from .base import Solver, StepInfo, register
 
@@ -39,7 +40,6 @@ class SOBAState(NamedTuple):
     y: torch.Tensor      # inner iterate y_k
     v: torch.Tensor      # linear-system iterate v_k
     h: torch.Tensor      # moving average of the outer direction (MA-SOBA; zeros otherwise)
-    yblocks: Any = None  # per-block norm index of y (MA-SOBA's projection on stacked problems)
     outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
@@ -52,18 +52,18 @@ def _directions(o, x, y, v, size):
     return curv.grad_y, hv - fy, fx - jv
 
 
-def _project_ball(v, radius, index=None):
+def _project_ball(v, radius, blocks):
+    """Project ``v`` on the ball of radius ``radius`` (per block of a batched problem; ``None``: no projection)."""
     if radius is None:
         return v
-    n = S.norms(v, index)
+    n = blocks.norms(v, "y")
     return v * torch.clamp(radius / n.clamp_min(torch.finfo(v.dtype).tiny), max=1.0)
 
 
 def _soba_init(s, problem):
     V.check_shapes(s, problem)
     return SOBAState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.y0),
-                     torch.zeros_like(problem.x0), S.block_index(problem, "y"),
-                     s.outer_init(problem.x0))
+                     torch.zeros_like(problem.x0), s.outer_init(problem.x0))
 
 
 @register("soba")
@@ -124,7 +124,7 @@ class SOBA(Solver):
         dy, dv, dx = _directions(oracles, x, y, v, self.batch_size)
         eta = self.inner_lr if self.linsys_lr is None else self.linsys_lr
         x_new, ostate = self.outer_step(x, dx, state.outer, self.outer_lr)
-        new = SOBAState(x_new, y - self.inner_lr * dy, v - eta * dv, state.h, state.yblocks, ostate)
+        new = SOBAState(x_new, y - self.inner_lr * dy, v - eta * dv, state.h, ostate)
         return new, StepInfo(x, y, dx.detach())
 
 
@@ -199,8 +199,8 @@ class MASOBA(Solver):
         h = self.momentum * state.h + (1 - self.momentum) * dx
         x_new, ostate = self.outer_step(x, h, state.outer, self.outer_lr)
         new = SOBAState(x_new, y - self.inner_lr * dy,
-                        _project_ball(v - eta * dv, self.linsys_radius, state.yblocks), h.detach(),
-                        state.yblocks, ostate)
+                        _project_ball(v - eta * dv, self.linsys_radius, B.of(oracles.problem)), h.detach(),
+                        ostate)
         return new, StepInfo(x, y, dx.detach())
 
 
@@ -416,5 +416,5 @@ class SSAID(Solver):
         v = state.v - self.linsys_lr * (curv.hvp(state.v) - fy)
         grad = (fx - curv.jvp(v)).detach()
         x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
-        return (SOBAState(x_new, y.detach(), v.detach(), state.h, state.yblocks, ostate),
+        return (SOBAState(x_new, y.detach(), v.detach(), state.h, ostate),
                 StepInfo(x, y, grad))

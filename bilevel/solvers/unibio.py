@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _validate as V
+from .. import blocks as B
 from .. import outer as _outer
 from ..schedules import decayed
 from . import _stochastic as S
@@ -87,15 +88,15 @@ def epoch_schedule(p: float, epoch_length: int, radius: float, lr: float, budget
     return out
 
 
-def _project(w, center, radius, index=None):
-    """Euclidean projection of ``w`` onto the ball ``B(center, radius)`` (per block if ``index``; no host sync)."""
+def _project(w, center, radius, blocks=B.WHOLE):
+    """Euclidean projection of ``w`` onto the ball ``B(center, radius)`` (per block of ``blocks``; no host sync)."""
     d = w - center
-    n = S.norms(d, index)
+    n = blocks.norms(d, "y")
     return center + d * torch.clamp(radius / n.clamp_min(torch.finfo(w.dtype).tiny), max=1.0)
 
 
 def epoch_sgd(oracles, x, w, *, p: float, lr, epoch_length: int, radius: float, budget: int,
-              batch_size=None, record: list | None = None, index=None) -> torch.Tensor:
+              batch_size=None, record: list | None = None, blocks=None) -> torch.Tensor:
     r"""Algorithm 1 of paper 002: Epoch-SGD with a shrinking ball, from ``w`` at fixed ``x``.
 
     .. math::
@@ -107,8 +108,8 @@ def epoch_sgd(oracles, x, w, *, p: float, lr, epoch_length: int, radius: float, 
     (``w`` itself if the budget holds no epoch). Each step draws a fresh inner
     batch on a minibatch problem. ``record``, if a list, receives
     ``(epoch k, center, D_k, w_{t+1})`` after every step (for tests and plots).
-    ``index`` (:func:`~bilevel.solvers._stochastic.block_index` of y) makes the
-    balls per block of a stacked problem.
+    ``blocks`` (a :class:`~bilevel.blocks.Blocks`; default ``problem.blocks``)
+    makes the balls per block of a batched problem.
 
     >>> import torch, bilevel as bl
     >>> prob = bl.problems.uniform_convex.example3(p=2)
@@ -117,13 +118,14 @@ def epoch_sgd(oracles, x, w, *, p: float, lr, epoch_length: int, radius: float, 
     >>> o.counts.grad_g, bool(abs(w - prob.y_star(prob.x0)) < 1e-3)
     (75, True)
     """
+    blocks = B.of(oracles.problem) if blocks is None else blocks
     for k, (T, D, gamma) in enumerate(epoch_schedule(p, epoch_length, radius, 1.0, budget), start=1):
         gamma = lr * gamma                      # gamma_k = gamma_1 2^{-(k-1)} (lr may be a tensor)
         center = w
         acc = torch.zeros_like(w)
         for _ in range(T):
             g = oracles.grad_y_g(x, w, S.draw(oracles, "inner", batch_size))
-            w = _project(w - gamma * g, center, D, index)
+            w = _project(w - gamma * g, center, D, blocks)
             acc = acc + w
             if record is not None:
                 record.append((k, center, D, w))
@@ -177,7 +179,6 @@ class UniBiOState(NamedTuple):
     y: torch.Tensor      # lower-level iterate y_t (updated every `interval` steps)
     m: torch.Tensor      # momentum m_{t-1}
     k: int               # outer iteration counter t
-    blocks: tuple = (None, None)   # per-block norm indices of (x, y) for stacked problems
     outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
 
 
@@ -300,11 +301,10 @@ class UniBiO(Solver):
 
     def init(self, problem, oracles, generator) -> UniBiOState:
         V.check_shapes(self, problem)
-        blocks = (S.block_index(problem, "x"), S.block_index(problem, "y"))
         return UniBiOState(problem.x0.clone(), problem.y0.clone(), torch.zeros_like(problem.x0), 0,
-                           blocks, self.outer_init(problem.x0))
+                           self.outer_init(problem.x0))
 
-    def _lower(self, o, x, y, budget, generator, index):
+    def _lower(self, o, x, y, budget, generator):
         if self.inner_init == "random":
             y = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         if self.inner_solver == "sgd":
@@ -312,24 +312,25 @@ class UniBiO(Solver):
                 y = y - self.inner_lr * o.grad_y_g(x, y, S.draw(o, "inner", self.batch_size))
             return y.detach()
         return epoch_sgd(o, x, y, p=self.p, lr=self.inner_lr, epoch_length=self.epoch_length,
-                         radius=self.radius, budget=budget, batch_size=self.batch_size, index=index)
+                         radius=self.radius, budget=budget, batch_size=self.batch_size)
 
     def step(self, state: UniBiOState, oracles, generator):
         x, y, t = state.x, state.y, state.k
         if t == 0:
             warm = self.inner_steps if self.warm_start_steps is None else self.warm_start_steps
             if warm > 0:
-                y = self._lower(oracles, x, y, warm, generator, state.blocks[1])
+                y = self._lower(oracles, x, y, warm, generator)
         elif t % self.interval == 0:
-            y = self._lower(oracles, x, y, self.inner_steps, generator, state.blocks[1])
+            y = self._lower(oracles, x, y, self.inner_steps, generator)
         batches = S.draw_hg(oracles, self.batch_size, self.neumann_steps)
         grad, _ = S.neumann_hypergrad(oracles, x, y, batches, self.neumann_lr, p=self.p)
         m = self.momentum * state.m + (1 - self.momentum) * grad
         lr = decayed(self.outer_lr, t, self.outer_lr_decay)
+        blocks = B.of(oracles.problem)
         if self.outer_optimizer == "sgd":
-            x_new, ostate = x - lr * m / (S.norms(m, state.blocks[0]) + self.eps), None
+            x_new, ostate = x - lr * m / (blocks.norms(m, "x") + self.eps), None
         else:
-            x_new, ostate = self.outer_step(x, m / (S.norms(m, state.blocks[0]) + self.eps),
+            x_new, ostate = self.outer_step(x, m / (blocks.norms(m, "x") + self.eps),
                                             state.outer, lr)
-        return (UniBiOState(x_new.detach(), y, m.detach(), t + 1, state.blocks, ostate),
+        return (UniBiOState(x_new.detach(), y, m.detach(), t + 1, ostate),
                 StepInfo(x, y, grad))

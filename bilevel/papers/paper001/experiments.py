@@ -256,7 +256,7 @@ def feature_learning_sweep(kappas, seeds, K: int, n_train: int = 500, n_val: int
     for b, (seed, kappa) in enumerate(pairs):
         t = tr[tr.block == b].sort_values("k")
         gn = t.grad_norm_sq.to_numpy()
-        kap = t[f"kappa_block{b}"].to_numpy()
+        kap = t["kappa"].to_numpy()
         running = np.cumsum(gn) / np.arange(1, len(gn) + 1)
         last = t.iloc[-1]
         summaries.append({

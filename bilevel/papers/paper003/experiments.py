@@ -130,27 +130,16 @@ def _eval_every(K: int, points: int) -> int:
     return max(1, math.ceil(K / max(1, points)))
 
 
-def _per_seed(tr: pd.DataFrame, seeds, names, column) -> pd.DataFrame:
-    """Turn the per-seed metric columns ``name__s<seed>`` of a batched trace into tidy rows."""
+def _per_seed(tr: pd.DataFrame, seeds, names) -> pd.DataFrame:
+    """Seed-major tidy rows of a batched trace whose blocks are the seeds (``block`` = seed)."""
     base = [c for c in ("k", "time_s", "grad_calls", "mv_calls", "grad_f_calls", "grad_g_calls",
                         "hvp_calls", "jvp_calls") if c in tr]
+    exact = [c for c in ("grad_norm_sq", "hypergrad_err_sq", "inner_err_sq") if c in tr]
     out = []
-    if "block" in tr:
-        for s in seeds:
-            t = tr[tr.block == s]
-            d = t[base + [c for c in ("grad_norm_sq", "hypergrad_err_sq", "inner_err_sq")
-                          if c in t]].copy()
-            for nm in names:
-                d[nm] = t[column(nm, s)].to_numpy()
-            d.insert(0, "seed", s)
-            out.append(d)
-    else:
-        for s in seeds:
-            d = tr[base].copy()
-            for nm in names:
-                d[nm] = tr[column(nm, s)].to_numpy()
-            d.insert(0, "seed", s)
-            out.append(d)
+    for s in seeds:
+        d = tr.loc[tr.block == s, base + exact + list(names)].copy()
+        d.insert(0, "seed", s)
+        out.append(d)
     return pd.concat(out, ignore_index=True)
 
 
@@ -195,9 +184,10 @@ def mnist_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
     # the initial point (x_0, y_0) at time 0 before any oracle call: row k = -1 of every variant
     init_row = {"k": -1, "time_s": 0.0, "grad_calls": 0, "mv_calls": 0, "grad_f_calls": 0,
                 "grad_g_calls": 0, "hvp_calls": 0, "jvp_calls": 0}
-    init_row.update({name: fn(problem.x0, problem.y0) for name, fn in problem.metrics.items()})
-    initial = _per_seed(pd.DataFrame([init_row]), seeds, hyperparam.METRICS,
-                        hyperparam.metric_column)
+    values = {name: fn(problem.x0, problem.y0).tolist() for name, fn in problem.metrics.items()}
+    initial = _per_seed(pd.DataFrame([dict(init_row, block=s, **{nm: v[i] for nm, v in values.items()})
+                                      for i, s in enumerate(problem.blocks.labels)]),
+                        seeds, hyperparam.METRICS)
     if step_rule not in ("fixed", "stable"):
         raise ValueError(f"step_rule must be 'fixed' or 'stable', got {step_rule!r}.")
     if step_rule == "stable":
@@ -212,7 +202,7 @@ def mnist_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
         solver = make_solver(v, alpha, eta, outer_lr, max_abs=max_abs)
         tr = run(solver, problem, steps=K, eval_every=_eval_every(K, curve_points),
                  progress=progress, desc=f"paper003 mnist {variant_key(v)}")
-        c = _per_seed(tr, seeds, hyperparam.METRICS, hyperparam.metric_column)
+        c = _per_seed(tr, seeds, hyperparam.METRICS)
         c = pd.concat([initial, c], ignore_index=True)
         meta = {"variant": variant_key(v), "method": v["method"], "N": v["N"], "Q": v["Q"],
                 "scheme": scheme(v), "label": variant_label(v), "K": K, "budget": budget,
@@ -325,7 +315,7 @@ def hyperrep_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), 
         solver = make_solver(v, inner_lr, linsys_lr, outer_lr, **PROTOCOLS[prot])
         tr = run(solver, problem, steps=K, eval_every=eval_every, progress=progress,
                  desc=f"paper003 hyperrep {variant_key(v)}")
-        c = _per_seed(tr, seeds, hyperrep.METRICS, hyperrep.metric_column)
+        c = _per_seed(tr, seeds, hyperrep.METRICS)
         meta = {"variant": variant_key(v), "method": v["method"], "N": v["N"], "Q": v["Q"],
                 "scheme": scheme(v), "label": variant_label(v), "K": K, "protocol": prot,
                 "warm_start": solver.warm_start, "outer_optimizer": solver.outer_optimizer,
