@@ -123,6 +123,8 @@ class Blocks:
 
     def ids(self, which: str, device=None) -> torch.Tensor:
         """Block index of every coordinate of ``x`` or ``y`` (cached per device)."""
+        if not self.batched:
+            raise ValueError("WHOLE has no block indices: it stands for an unbatched problem.")
         key = (_which(which), torch.device(device) if device is not None else torch.device("cpu"))
         out = self._ids.get(key)
         if out is None:

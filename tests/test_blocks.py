@@ -51,6 +51,8 @@ def test_whole_runs_the_plain_operations_bitwise(parts):
     assert WHOLE.spread(u, "y") is u
     assert torch.equal(WHOLE.split(u, "y")[0], u)
     assert WHOLE.labels_where(u > 0, "y") == [None] and not WHOLE.batched
+    with pytest.raises(ValueError, match="WHOLE has no block indices"):
+        WHOLE.ids("y")
     p = quadratic.kappa2d(2.0)
     assert of(p) is WHOLE
     assert bl.Problem(f=p.f, g=p.g, x0=p.x0, y0=p.y0, blocks=WHOLE).blocks is None
