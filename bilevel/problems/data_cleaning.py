@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..problem import Problem
-from .reweighting import weight_diagnostics
+from .reweighting import flip_metrics
 
 __all__ = ["flip_labels", "SentencePairRNN", "cleaning_problem", "snli"]
 
@@ -243,16 +243,8 @@ def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[t
         if mask.shape[0] != n:
             raise ValueError(f"cleaning_problem: flipped needs one entry per training example ({n}), "
                              f"got {mask.shape[0]}.")
-        cache = {"x": None, "d": None}
-
-        def diag(x):
-            if cache["x"] is not x:
-                cache["x"], cache["d"] = x, weight_diagnostics(x, mask)
-            return cache["d"]
-
-        for key, out in (("auc", "flip_auc"), ("precision", "flip_precision"),
-                         ("weight_corrupted", "weight_flipped"), ("weight_clean", "weight_clean")):
-            metrics[out] = lambda x, y, key=key: diag(x)[key]
+        metrics.update(flip_metrics(mask, {"auc": "flip_auc", "precision": "flip_precision",
+                                            "weight_corrupted": "weight_flipped", "weight_clean": "weight_clean"}))
     x0t = torch.full((n,), float(x0), dtype=y0.dtype, device=dev)
     info = {"n_samples": {"inner": n, "outer": m}, "n_params": int(y0.numel()), "reg": reg, "p": p,
             "flipped": None if flipped is None else np.asarray(flipped, dtype=bool)}
