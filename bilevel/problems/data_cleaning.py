@@ -159,22 +159,23 @@ class SentencePairRNN:
         return F.linear(feats, parts[-2], parts[-1])
 
 
-def _accuracy(model, y, inputs, labels, chunk):
-    hits = 0
+def _per_example(model, y, inputs, labels, chunk, total):
+    """``sum over chunks of total(logits, labels) / n``: a per-example mean evaluated ``chunk`` rows at a time."""
+    acc = 0
     with torch.no_grad():
         for s in range(0, labels.shape[0], chunk):
             part = tuple(t[s:s + chunk] for t in inputs)
-            hits += int((model(y, *part).argmax(1) == labels[s:s + chunk]).sum())
-    return hits / labels.shape[0]
+            acc += total(model(y, *part), labels[s:s + chunk])
+    return acc / labels.shape[0]
+
+
+def _accuracy(model, y, inputs, labels, chunk):
+    return _per_example(model, y, inputs, labels, chunk, lambda out, b: int((out.argmax(1) == b).sum()))
 
 
 def _loss(model, y, inputs, labels, chunk):
-    tot = 0.0
-    with torch.no_grad():
-        for s in range(0, labels.shape[0], chunk):
-            part = tuple(t[s:s + chunk] for t in inputs)
-            tot += float(F.cross_entropy(model(y, *part), labels[s:s + chunk], reduction="sum"))
-    return tot / labels.shape[0]
+    return _per_example(model, y, inputs, labels, chunk,
+                        lambda out, b: float(F.cross_entropy(out, b, reduction="sum")))
 
 
 def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[torch.Tensor],
