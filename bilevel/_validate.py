@@ -207,20 +207,21 @@ def _as_int(value):
         return None
 
 
-def positive_int(owner: str, name: str, value):
+def _int_at_least(owner: str, name: str, value, low: int) -> int:
+    """``value`` as an ``int`` (int or numpy integer, never a bool) that is ``>= low``, else ``ValueError``."""
     v = _as_int(value)
-    if v is None or v < 1:
-        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r} "
+    if v is None or v < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r} "
                          f"({type(value).__name__}).")
     return v
+
+
+def positive_int(owner: str, name: str, value):
+    return _int_at_least(owner, name, value, 1)
 
 
 def nonneg_int(owner: str, name: str, value):
-    v = _as_int(value)
-    if v is None or v < 0:
-        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r} "
-                         f"({type(value).__name__}).")
-    return v
+    return _int_at_least(owner, name, value, 0)
 
 
 def unit_interval(owner: str, name: str, value, closed_right: bool = False):

@@ -234,10 +234,7 @@ class Oracles:
     def grad_f(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\nabla_x f(x, y), \nabla_y f(x, y))`."""
         self.counts.grad_f += 1
-        x, y = _leaf(x), _leaf(y)
-        with torch.enable_grad():
-            gx, gy = _grads(_call(self.problem.f, x, y, batch), (x, y))
-        return self.noisy("grad_f", gx), self.noisy("grad_f", gy)
+        return self._grad_xy(self.problem.f, "grad_f", x, y, batch)
 
     def grad_y_g(self, x, y, batch=None) -> torch.Tensor:
         r""":math:`\nabla_y g(x, y)`."""
@@ -250,10 +247,14 @@ class Oracles:
     def grad_g(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\nabla_x g(x, y), \nabla_y g(x, y))`."""
         self.counts.grad_g += 1
+        return self._grad_xy(self.problem.g, "grad_g", x, y, batch)
+
+    def _grad_xy(self, fn, name: str, x, y, batch):
+        """Both partial gradients of ``fn`` at ``(x, y)``, each with oracle ``name``'s noise (counted by the caller)."""
         x, y = _leaf(x), _leaf(y)
         with torch.enable_grad():
-            gx, gy = _grads(_call(self.problem.g, x, y, batch), (x, y))
-        return self.noisy("grad_g", gx), self.noisy("grad_g", gy)
+            gx, gy = _grads(_call(fn, x, y, batch), (x, y))
+        return self.noisy(name, gx), self.noisy(name, gy)
 
     def charge(self, grad_f: int = 0, grad_g: int = 0, hvp: int = 0, jvp: int = 0,
                samples: int = 0) -> None:

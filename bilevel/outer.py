@@ -23,13 +23,20 @@ written with the same floating-point operations, in the same order, as
 ``torch.optim.Adam`` (single-tensor path, no weight decay, no AMSGrad), so
 both give identical iterates for the same gradient sequence.
 
-======================  ==============  =========================================
-argument                symbol          meaning
-======================  ==============  =========================================
-``lr``                  :math:`\beta`   outer step (the solver's ``outer_lr``)
-``betas``               (b1, b2)        moment decay rates, each in [0, 1)
-``eps``                 epsilon         added to the denominator
-======================  ==============  =========================================
+=====================  ======================  ==============  ====================================
+solver field           argument here           symbol          meaning
+=====================  ======================  ==============  ====================================
+``outer_optimizer``    ``kind``                -               ``"sgd"`` (the papers' step) or ``"adam"``
+``outer_lr``           ``lr``                  :math:`\beta`   outer step (after the solver's schedule)
+``adam_betas``         ``betas``               (b1, b2)        moment decay rates, each in [0, 1)
+``adam_eps``           ``eps``                 epsilon         added to the denominator
+=====================  ======================  ==============  ====================================
+
+This table is the one place the three outer-update fields are described: each solver
+declares them with :func:`optimizer_field`, :func:`betas_field` and :func:`eps_field`
+(default and validation declared once, here), its docstring refers here, and
+:class:`bilevel.solvers.base.Solver` provides ``outer_init`` / ``outer_step``
+(:func:`outer_init`, :func:`outer_update` with the solver's fields).
 
 An Adam update costs no oracle call (it only rescales the estimate), so it is
 counted nowhere in Gc or MV. The moments are coordinatewise, so on a problem

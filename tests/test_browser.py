@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from helpers import copy_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -66,17 +67,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _copy_tree(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "notebooks", "data/results",
-                            "data/processed", "params.yaml", "params-smoke.yaml", "dvc.yaml"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split("\n")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     chromium = _chromium()
@@ -86,7 +76,8 @@ def lab(tmp_path_factory):
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements/lock.txt)")
     tmp = tmp_path_factory.mktemp("lab")
     repo, state = tmp / "repo", tmp / "jupyter"
-    _copy_tree(repo)
+    copy_checkout(repo, "notebooks", "data/results", "data/processed", "params.yaml", "params-smoke.yaml",
+                  "dvc.yaml")
     (state / "config" / "labconfig").mkdir(parents=True)
     (state / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))

@@ -211,12 +211,6 @@ def test_itd_step_on_reweighting_moves_weights_of_corrupted_samples_down():
 
 # -- drivers' helpers -----------------------------------------------------------------------------
 
-def test_t_quantile():
-    assert paper001._t_quantile(0.975, 2) == pytest.approx(4.302653, rel=1e-5)
-    assert paper001._t_quantile(0.975, 10) == pytest.approx(2.228139, rel=1e-5)
-    assert paper001._t_quantile(0.5, 3) == pytest.approx(0.0, abs=1e-9)
-
-
 def test_exponent_fit_recovers_a_power_law_with_its_interval():
     rng = np.random.default_rng(0)
     rows = []

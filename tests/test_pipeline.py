@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import copy_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SMOKE_TARGETS = ["paper001_quadratic_figures"]
@@ -32,13 +34,7 @@ def _env(tmp: Path) -> dict:
 
 
 def _copy_repo(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split("\n")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
+    copy_checkout(dst)
     shutil.copy2(ROOT / "params-smoke.yaml", dst / "params.yaml")
     for other in ROOT.glob("params-*.yaml"):       # e.g. params-cpu.yaml: every stage runs smoke here
         if other.name != "params-smoke.yaml":

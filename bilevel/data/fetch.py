@@ -22,6 +22,7 @@ Every failure raises :class:`~bilevel.data.errors.DataError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import http.client
@@ -345,17 +346,10 @@ def read_zip_member(dataset: str, source: str, path: str | os.PathLike, member: 
       DataError: not a zip / truncated archive, member missing, damaged
         member data, or sha256 mismatch.
     """
-    hint = "delete the cached file and run prepare again"
-    try:
+    with _archive_errors(dataset, source, path, member, "zip", zipfile.BadZipFile):
         with zipfile.ZipFile(path) as zf:
             data = zf.read(member)
-    except KeyError:
-        raise DataError(dataset, source, f"member {member!r} missing from {Path(path).name}",
-                        hint="the archive is not the expected release") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-        raise DataError(dataset, source, f"corrupt or truncated zip archive {Path(path).name} ({e})",
-                        hint=hint) from None
-    return _check_member(dataset, source, member, data, sha256, hint)
+    return _check_member(dataset, source, member, data, sha256, _REFETCH_HINT)
 
 
 def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: str,
@@ -364,8 +358,7 @@ def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: 
 
     Only the named member is read; nothing is extracted to disk.
     """
-    hint = "delete the cached file and run prepare again"
-    try:
+    with _archive_errors(dataset, source, path, member, "tar", tarfile.TarError):
         with tarfile.open(path, "r:*") as tf:
             info = tf.getmember(member)
             if not info.isfile():
@@ -375,13 +368,24 @@ def read_tar_member(dataset: str, source: str, path: str | os.PathLike, member: 
             data = fh.read()
             if len(data) != info.size:
                 raise EOFError(f"read {len(data)} of {info.size} bytes")
+    return _check_member(dataset, source, member, data, sha256, _REFETCH_HINT)
+
+
+_REFETCH_HINT = "delete the cached file and run prepare again"
+
+
+@contextlib.contextmanager
+def _archive_errors(dataset: str, source: str, path, member: str, kind: str, archive_error: type):
+    """Reading ``member`` of a ``kind`` archive: a missing member (``KeyError``) and a damaged archive
+    (``archive_error``, zlib, EOF, OS errors) become :class:`DataError` with what to do."""
+    try:
+        yield
     except KeyError:
         raise DataError(dataset, source, f"member {member!r} missing from {Path(path).name}",
                         hint="the archive is not the expected release") from None
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as e:
-        raise DataError(dataset, source, f"corrupt or truncated tar archive {Path(path).name} ({e})",
-                        hint=hint) from None
-    return _check_member(dataset, source, member, data, sha256, hint)
+    except (archive_error, zlib.error, EOFError, OSError) as e:
+        raise DataError(dataset, source, f"corrupt or truncated {kind} archive {Path(path).name} ({e})",
+                        hint=_REFETCH_HINT) from None
 
 
 def _check_member(dataset, source, member, data: bytes, sha256, hint) -> bytes:

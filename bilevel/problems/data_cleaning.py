@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..problem import Problem
-from .reweighting import weight_diagnostics
+from .reweighting import flip_metrics
 
 __all__ = ["flip_labels", "SentencePairRNN", "cleaning_problem", "snli"]
 
@@ -159,22 +159,23 @@ class SentencePairRNN:
         return F.linear(feats, parts[-2], parts[-1])
 
 
-def _accuracy(model, y, inputs, labels, chunk):
-    hits = 0
+def _per_example(model, y, inputs, labels, chunk, total):
+    """``sum over chunks of total(logits, labels) / n``: a per-example mean evaluated ``chunk`` rows at a time."""
+    acc = 0
     with torch.no_grad():
         for s in range(0, labels.shape[0], chunk):
             part = tuple(t[s:s + chunk] for t in inputs)
-            hits += int((model(y, *part).argmax(1) == labels[s:s + chunk]).sum())
-    return hits / labels.shape[0]
+            acc += total(model(y, *part), labels[s:s + chunk])
+    return acc / labels.shape[0]
+
+
+def _accuracy(model, y, inputs, labels, chunk):
+    return _per_example(model, y, inputs, labels, chunk, lambda out, b: int((out.argmax(1) == b).sum()))
 
 
 def _loss(model, y, inputs, labels, chunk):
-    tot = 0.0
-    with torch.no_grad():
-        for s in range(0, labels.shape[0], chunk):
-            part = tuple(t[s:s + chunk] for t in inputs)
-            tot += float(F.cross_entropy(model(y, *part), labels[s:s + chunk], reduction="sum"))
-    return tot / labels.shape[0]
+    return _per_example(model, y, inputs, labels, chunk,
+                        lambda out, b: float(F.cross_entropy(out, b, reduction="sum")))
 
 
 def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[torch.Tensor],
@@ -243,16 +244,8 @@ def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[t
         if mask.shape[0] != n:
             raise ValueError(f"cleaning_problem: flipped needs one entry per training example ({n}), "
                              f"got {mask.shape[0]}.")
-        cache = {"x": None, "d": None}
-
-        def diag(x):
-            if cache["x"] is not x:
-                cache["x"], cache["d"] = x, weight_diagnostics(x, mask)
-            return cache["d"]
-
-        for key, out in (("auc", "flip_auc"), ("precision", "flip_precision"),
-                         ("weight_corrupted", "weight_flipped"), ("weight_clean", "weight_clean")):
-            metrics[out] = lambda x, y, key=key: diag(x)[key]
+        metrics.update(flip_metrics(mask, {"auc": "flip_auc", "precision": "flip_precision",
+                                            "weight_corrupted": "weight_flipped", "weight_clean": "weight_clean"}))
     x0t = torch.full((n,), float(x0), dtype=y0.dtype, device=dev)
     info = {"n_samples": {"inner": n, "outer": m}, "n_params": int(y0.numel()), "reg": reg, "p": p,
             "flipped": None if flipped is None else np.asarray(flipped, dtype=bool)}

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..problem import Problem
 
 __all__ = ["MLPShapes", "mlp_shapes", "mlp_logits", "init_mlp", "corrupt_labels", "mlp_problem",
-           "mnist", "weight_diagnostics"]
+           "mnist", "weight_diagnostics", "flip_metrics"]
 
 ACTIVATIONS = {"relu": torch.relu, "elu": F.elu, "tanh": torch.tanh}
 
@@ -124,6 +124,19 @@ def weight_diagnostics(x: torch.Tensor, flipped: torch.Tensor) -> dict:
             "weight_corrupted": float(w[flipped].mean()), "weight_clean": float(w[~flipped].mean())}
 
 
+def flip_metrics(flipped: torch.Tensor, names: dict) -> dict:
+    """Trace metrics ``{names[key]: fn(x, y)}`` reading ``key`` of :func:`weight_diagnostics` of ``x``
+    against the ``flipped`` mask, computed once per ``x`` for all of them (in ``names``' order)."""
+    cache = {"x": None, "d": None}
+
+    def diag(x):
+        if cache["x"] is not x:
+            cache["x"], cache["d"] = x, weight_diagnostics(x, flipped)
+        return cache["d"]
+
+    return {out: (lambda x, y, key=key: diag(x)[key]) for key, out in names.items()}
+
+
 def mlp_problem(train_x, train_y, val_x, val_y, hidden: int = 256, activation: str = "relu",
                 flipped=None, test_x=None, test_y=None, seed: int = 0, x0: float = 0.0,
                 dtype=torch.float32, device="cpu", name: str = "reweighting") -> Problem:
@@ -187,15 +200,8 @@ def mlp_problem(train_x, train_y, val_x, val_y, hidden: int = 256, activation: s
         metrics.update(test_loss=test_loss, test_acc=test_acc)
     if flipped is not None:
         mask = torch.as_tensor(np.asarray(flipped), dtype=torch.bool, device=device)
-        cache = {"x": None, "d": None}
-
-        def diag(x):
-            if cache["x"] is not x:
-                cache["x"], cache["d"] = x, weight_diagnostics(x, mask)
-            return cache["d"]
-
-        for key in ("precision", "auc", "weight_corrupted", "weight_clean"):
-            metrics[f"flip_{key}"] = lambda x, y, key=key: diag(x)[key]
+        metrics.update(flip_metrics(mask, {k: f"flip_{k}" for k in
+                                           ("precision", "auc", "weight_corrupted", "weight_clean")}))
     gen = torch.Generator().manual_seed(int(seed))
     y0 = init_mlp(shapes, gen, dtype=dtype).to(device)
     x0t = x_start.clone()

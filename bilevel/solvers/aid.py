@@ -46,17 +46,8 @@ class AID(Solver):
         \qquad x_{k+1} = x_k - \beta\,\widehat\nabla\Phi(x_k)
 
     With ``outer_optimizer="adam"`` the last update is Adam on the estimate
-    :math:`\widehat g_k = \widehat\nabla\Phi(x_k)` (:mod:`bilevel.outer`;
-    :math:`\beta_1, \beta_2, \epsilon` = ``adam_betas``, ``adam_eps``):
-
-    .. math::
-
-        m_k = \beta_1 m_{k-1} + (1-\beta_1)\widehat g_k,\quad
-        s_k = \beta_2 s_{k-1} + (1-\beta_2)\widehat g_k^{\,2},\quad
-        x_{k+1} = x_k - \frac{\beta}{1-\beta_1^{k+1}}
-          \frac{m_k}{\sqrt{s_k/(1-\beta_2^{k+1})}+\epsilon},\quad m_{-1}=s_{-1}=0
-
-    (identical to ``torch.optim.Adam``; no oracle call, counted nowhere).
+    :math:`\widehat g_k = \widehat\nabla\Phi(x_k)` with step :math:`\beta` (:mod:`bilevel.outer`
+    writes it out; identical to ``torch.optim.Adam``, no oracle call, counted nowhere).
     ``warm_start=False`` restarts every outer step from :math:`y_k^0 = y_0`
     and :math:`v_k^0 = 0` (Sow et al.'s protocol, used for paper 003's
     hyper-representation table).
@@ -74,11 +65,11 @@ class AID(Solver):
     ``linsys_lr``        eta          eta          step of gd/neumann (None for cg)
     ``outer_lr``         beta         beta         outer step (GD or Adam)
     ``warm_start``       -            -            warm-start y and v (else y0, 0)
-    ``outer_optimizer``  -            -            ``"sgd"`` (the paper) or ``"adam"``
-    ``adam_betas``       -            -            Adam's (beta1, beta2)
-    ``adam_eps``         -            -            Adam's epsilon
     ``max_abs``          -            -            divergence guard (None: off)
     ===================  ===========  ===========  ==========================
+
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     ``inner_lr`` and ``linsys_lr`` may also be step rules: callables
     ``x -> step`` (float or per-coordinate tensor) evaluated once per outer step
@@ -127,9 +118,8 @@ class AID(Solver):
         V.check_shapes(self, problem)
         x0 = problem.x0.clone()
         state = AIDState(x0, problem.y0.clone(), torch.zeros_like(problem.y0))
-        if self.outer_optimizer == "adam":
-            return AIDAdamState(*state, _outer.adam_init(x0))
-        return state
+        ostate = self.outer_init(x0)
+        return state if ostate is None else AIDAdamState(*state, ostate)
 
     def step(self, state: AIDState, oracles, generator):
         x = state.x
@@ -140,9 +130,7 @@ class AID(Solver):
         v0 = state.v if self.warm_start else None
         eta = V.resolve_step(self.linsys_lr, x)
         grad, v = implicit_estimate(oracles, x, y, self.linsys, self.linsys_steps, eta, v0)
-        x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
-                                            getattr(state, "adam", None), self.outer_lr,
-                                            self.adam_betas, self.adam_eps)
+        x_new, ostate = self.outer_step(x, grad, getattr(state, "adam", None), self.outer_lr)
         if self.max_abs is not None:
             check_finite(self.max_abs, ("y (inner iterate)", y), ("v (linear-system solution)", v),
                          ("x (outer iterate)", x_new))

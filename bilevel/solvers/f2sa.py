@@ -111,14 +111,10 @@ class F2SA(Solver):
     ``outer_decay``      5/7            0               exponent e_x of beta_k
     ``lmbda_decay``      6/7            0               exponent e_lambda of the increment
     ``batch_size``       -              -               minibatch of each oracle call (None: full)
-    ``outer_optimizer``  -              -               ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -              -               Adam's (beta1, beta2)
-    ``adam_eps``         -              -               Adam's epsilon
     ===================  =============  ==============  ======================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per outer step: Gc = 3T + 3 (T+1 ``grad_f``, 2T+2 ``grad_g``), MV = 0.
 

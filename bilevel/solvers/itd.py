@@ -42,15 +42,8 @@ class ITD(Solver):
         x_{k+1} &= x_k - \beta\,\widehat\nabla\Phi(x_k)
 
     With ``outer_optimizer="adam"`` the last update is Adam on
-    :math:`\widehat g_k = \widehat\nabla\Phi(x_k)` (:mod:`bilevel.outer`,
-    identical to ``torch.optim.Adam``; no oracle call, counted nowhere):
-
-    .. math::
-
-        m_k = \beta_1 m_{k-1} + (1-\beta_1)\widehat g_k,\quad
-        s_k = \beta_2 s_{k-1} + (1-\beta_2)\widehat g_k^{\,2},\quad
-        x_{k+1} = x_k - \frac{\beta}{1-\beta_1^{k+1}}
-          \frac{m_k}{\sqrt{s_k/(1-\beta_2^{k+1})}+\epsilon},\quad m_{-1}=s_{-1}=0.
+    :math:`\widehat g_k = \widehat\nabla\Phi(x_k)` with step :math:`\beta` (:mod:`bilevel.outer`
+    writes it out; identical to ``torch.optim.Adam``, no oracle call, counted nowhere).
 
     ``warm_start=False`` starts every outer step from :math:`y_k^0 = y_0`
     (Sow et al.'s protocol, used for paper 003's Table 3).
@@ -69,12 +62,12 @@ class ITD(Solver):
     ``outer_lr``         beta         outer step (GD or Adam)
     ``mode``             -            ``"reverse"`` (backprop) or ``"forward"``
     ``warm_start``       -            start from y_{k-1}^N (else from y0)
-    ``outer_optimizer``  -            ``"sgd"`` (the paper) or ``"adam"``
-    ``adam_betas``       -            Adam's (beta1, beta2)
-    ``adam_eps``         -            Adam's epsilon
     ``max_abs``          -            divergence guard: raise DivergenceError when
                                       y or x has an entry above it or NaN (None: off)
     ===================  ===========  ==========================================
+
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per outer step: Gc = N + 1; MV = 2N - 1 (reverse) or
     2 N dim(x) (forward). See :func:`bilevel.hypergrad.unrolled`.
@@ -103,18 +96,15 @@ class ITD(Solver):
     def init(self, problem, oracles, generator) -> ITDState:
         V.check_shapes(self, problem)
         x0 = problem.x0.clone()
-        if self.outer_optimizer == "adam":
-            return ITDAdamState(x0, problem.y0.clone(), _outer.adam_init(x0))
-        return ITDState(x0, problem.y0.clone())
+        ostate = self.outer_init(x0)
+        return ITDState(x0, problem.y0.clone()) if ostate is None else ITDAdamState(x0, problem.y0.clone(), ostate)
 
     def step(self, state: ITDState, oracles, generator):
         x = state.x
         y0 = state.y if self.warm_start else oracles.problem.y0
         grad, y = unrolled_estimate(oracles, x, y0, self.inner_steps,
                                     V.resolve_step(self.inner_lr, x), self.mode)
-        x_new, ostate = _outer.outer_update(self.outer_optimizer, x, grad,
-                                            getattr(state, "adam", None), self.outer_lr,
-                                            self.adam_betas, self.adam_eps)
+        x_new, ostate = self.outer_step(x, grad, getattr(state, "adam", None), self.outer_lr)
         if self.max_abs is not None:
             check_finite(self.max_abs, ("y (inner iterate)", y), ("x (outer iterate)", x_new))
         new = (ITDState(x_new, y) if ostate is None else ITDAdamState(x_new, y, ostate))

@@ -95,14 +95,10 @@ class StocBiO(Solver):
     ``outer_lr``         beta             outer step
     ``batch_size``       S, B, D_F, D_G   minibatch size of every draw
     ``warm_start``       -                start from y_{k-1}^N (else y0)
-    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                Adam's (beta1, beta2)
-    ``adam_eps``         -                Adam's epsilon
     ===================  ===============  ====================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per outer step: Gc = N + 1, MV = Q + 1; samples =
     (N + Q + 2) batch_size on a minibatch problem (every product draws its own batch).
@@ -173,14 +169,10 @@ class BSA(Solver):
     ``outer_lr``            alpha^0           outer step (slides: UL rate alpha^k)
     ``outer_lr_decay``      -                 b in beta_k = beta/(k+1)^b (0: constant)
     ``batch_size``          -                 minibatch size of every draw
-    ``outer_optimizer``     -                 ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``          -                 Adam's (beta1, beta2)
-    ``adam_eps``            -                 Adam's epsilon
     ======================  ================  ==============================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Ghadimi and Wang's theory takes :math:`\beta_k\propto k^{-1/2}` and inner
     loops growing with k; the decays are left to the user (defaults constant).
@@ -265,14 +257,10 @@ class TTSA(Solver):
     ``neumann_lr``          c_h (eta)        Neumann step
     ``neumann``             -                ``"random"`` (paper) or ``"sum"``
     ``batch_size``          -                minibatch size of every draw
-    ``outer_optimizer``     -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``          -                Adam's (beta1, beta2)
-    ``adam_eps``            -                Adam's epsilon
     ======================  ===============  ==============================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     The UL projection :math:`P_\Theta` of the slides is the identity here
     (unconstrained problems). Oracle cost per step: Gc = 2, MV = q + 1.

@@ -85,14 +85,10 @@ class SOBA(Solver):
     ``linsys_lr``        rho              step on v (``None``: same as inner_lr)
     ``outer_lr``         gamma            step on x
     ``batch_size``       -                size of the inner and the outer batch
-    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                Adam's (beta1, beta2)
-    ``adam_eps``         -                Adam's epsilon
     ===================  ===============  ======================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     One inner batch gives :math:`D_y`, the HVP and the JVP; one outer batch both
     gradients of F. Oracle cost per step: Gc = 2, MV = 2. :math:`v_0 = 0`.
@@ -151,14 +147,10 @@ class MASOBA(Solver):
     ``linsys_radius``    rho                   radius of the ball v is projected on (None: no projection;
                                                per block on a stacked problem)
     ``batch_size``       -                     size of the inner and the outer batch
-    ``outer_optimizer``  -                     ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                     Adam's (beta1, beta2)
-    ``adam_eps``         -                     Adam's epsilon
     ===================  ====================  =========================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per step: Gc = 2, MV = 2. :math:`v_0 = 0` (paper 002's App. E.1
     value is lost; setups.md A.4 stand-in).
@@ -256,14 +248,10 @@ class SABA(Solver):
     ``linsys_lr``        rho              step on v (``None``: same as inner_lr)
     ``outer_lr``         gamma            step on x
     ``batch_size``       -                size of the fixed batches
-    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                Adam's (beta1, beta2)
-    ``adam_eps``         -                Adam's epsilon
     ===================  ===============  ======================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Requirements: a finite-sum problem whose ``info["n_samples"]`` is
     ``{"inner": n, "outer": m}`` and whose ``f``/``g`` take a batch of
@@ -369,14 +357,10 @@ class SSAID(Solver):
     ``linsys_lr``        eta          step of the v recursion
     ``outer_lr``         beta         outer step (the theory scales it by kappa powers)
     ``batch_size``       -            size of xi, zeta, psi (three independent batches)
-    ``outer_optimizer``  -            ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -            Adam's (beta1, beta2)
-    ``adam_eps``         -            Adam's epsilon
     ===================  ===========  ==========================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per step: Gc = 2, MV = 2 (one HVP at :math:`v_k`, one JVP at
     :math:`v_{k+1}`, both on batch :math:`\zeta_k`). With exact oracles this is

@@ -50,14 +50,10 @@ class STABLE(Solver):
     ``neumann_lr``       -                Neumann step
     ``correction``       CT               apply the correction term (False: no CT)
     ``batch_size``       -                minibatch size of every draw
-    ``outer_optimizer``  -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                Adam's (beta1, beta2)
-    ``adam_eps``         -                Adam's epsilon
     ===================  ===============  ==========================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per step: Gc = 2, MV = 2 Q + 2 (Q + 1 without correction).
 

@@ -223,14 +223,10 @@ class UniBiO(Solver):
     ``batch_size``           -                minibatch size of every draw
     ``inner_solver``         -                ``"epoch_sgd"`` (paper) or ``"sgd"`` (hyper-cleaning code)
     ``inner_init``           -                ``"warm"`` (paper: y_{t-1}) or ``"random"`` (code: N(0, I))
-    ``outer_optimizer``      -                ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``           -                Adam's (beta1, beta2)
-    ``adam_eps``             -                Adam's epsilon
     =======================  ===============  ================================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost of step t: Gc = 1 + (Epoch-SGD steps if it runs), MV = Q + 1.
     On a stacked problem (``problem.blocks``) the normalization and the

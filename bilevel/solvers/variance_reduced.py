@@ -85,14 +85,10 @@ class SUSTAIN(Solver):
     ``neumann_lr``       eta_N                 Neumann step
     ``neumann``          -                     ``"random"`` (paper) or ``"sum"``
     ``batch_size``       -                     minibatch size of every draw
-    ``outer_optimizer``  -                     ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``       -                     Adam's (beta1, beta2)
-    ``adam_eps``         -                     Adam's epsilon
     ===================  ====================  ==============================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost per step (k > 0): Gc = 4, MV = 2 (q + 1).
 
@@ -203,14 +199,10 @@ class VRBO(Solver):
     ``neumann_lr``                eta               Neumann step
     ``batch_size``                S_2               batch of the corrections
     ``checkpoint_batch_size``     S_1               checkpoint batch (None: the sampler's default, e.g. full)
-    ``outer_optimizer``           -                 ``"sgd"`` (the paper) or ``"adam"`` (:mod:`bilevel.outer`)
-    ``adam_betas``                -                 Adam's (beta1, beta2)
-    ``adam_eps``                  -                 Adam's epsilon
     ============================  ================  ===========================================
 
-    With ``outer_optimizer="adam"`` the step on x is Adam on the same direction
-    (:mod:`bilevel.outer`, identical to ``torch.optim.Adam``; the step size is
-    ``outer_lr`` after its schedule, if any; no oracle call, counted nowhere).
+    ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
+    the outer update on the same direction, :mod:`bilevel.outer`.
 
     Oracle cost: a checkpoint Gc = 2, MV = Q + 1; each inner step Gc = 4,
     MV = 2(Q + 1).

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ... import claims
+from ... import claims, stats
 from . import bounds
 from ...problems import per_coordinate
 from ...problems.quadratic import kappa2d_grid
@@ -154,26 +154,6 @@ def quadratic_bounds(kappas, K, aid_beta_scale: float = bounds.AID_BETA_SCALE) -
 # Figure 3 and Appendix C: feature learning, data re-weighting, F2SA
 # =====================================================================================
 
-def _t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t (numerical integration of the density; no scipy needed)."""
-    if df < 1:
-        return float("nan")
-    logc = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def cdf(t):
-        grid = np.linspace(0.0, t, 4001)
-        dens = np.exp(logc - (df + 1) / 2 * np.log1p(grid ** 2 / df))
-        return 0.5 + float(np.sum((dens[1:] + dens[:-1]) * np.diff(grid)) / 2)
-
-    lo, hi = 0.0, 1.0
-    while cdf(hi) < p:
-        hi *= 2
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
 def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: str = "kappa0",
                  by: str = "seed", level: float = 0.95) -> pd.DataFrame:
     r"""Log-log exponent of ``value`` against ``kappa``, with a confidence interval over ``by``.
@@ -191,22 +171,16 @@ def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: 
     rows = []
     slopes = []
     for key, d in summary.groupby(by):
-        lk, lv = np.log(d[kappa].to_numpy(float)), np.log(d[value].to_numpy(float))
-        slope, intercept = np.polyfit(lk, lv, 1)
-        slopes.append(slope)
-        rows.append({"fit": f"{by}={key}", "slope": slope, "intercept": intercept, "ci_low": np.nan,
+        f = stats.loglog_fit(d[kappa], d[value])
+        slopes.append(f.slope)
+        rows.append({"fit": f"{by}={key}", "slope": f.slope, "intercept": f.intercept, "ci_low": np.nan,
                      "ci_high": np.nan, "n": len(d)})
-    slopes = np.asarray(slopes)
-    m = len(slopes)
-    mean = float(slopes.mean())
-    half = _t_quantile(0.5 + level / 2, m - 1) * float(slopes.std(ddof=1)) / math.sqrt(m) if m > 1 else np.nan
-    rows.append({"fit": f"mean over {by}", "slope": mean, "intercept": np.nan, "ci_low": mean - half,
-                 "ci_high": mean + half, "n": m})
-    lk, lv = np.log(summary[kappa].to_numpy(float)), np.log(summary[value].to_numpy(float))
-    (slope, intercept), cov = np.polyfit(lk, lv, 1, cov=True) if len(lk) > 3 else (np.polyfit(lk, lv, 1), None)
-    half = (_t_quantile(0.5 + level / 2, len(lk) - 2) * math.sqrt(cov[0, 0])) if cov is not None else np.nan
-    rows.append({"fit": "pooled", "slope": float(slope), "intercept": float(intercept),
-                 "ci_low": float(slope) - half, "ci_high": float(slope) + half, "n": len(lk)})
+    mean, low, high = stats.mean_interval(slopes, level)
+    rows.append({"fit": f"mean over {by}", "slope": mean, "intercept": np.nan, "ci_low": low,
+                 "ci_high": high, "n": len(slopes)})
+    f = stats.loglog_fit(summary[kappa], summary[value], level=level)
+    rows.append({"fit": "pooled", "slope": f.slope, "intercept": f.intercept,
+                 "ci_low": f.ci_low, "ci_high": f.ci_high, "n": f.n})
     out = pd.DataFrame(rows)
     out["value"], out["kappa"], out["level"] = value, kappa, level
     return out
@@ -558,8 +532,8 @@ def f2sa_quadratic(kappa: float, lambdas, K: int, outer_lr: float, f_curvatures_
 # =====================================================================================
 
 def _slope(x, y) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+    """Log-log slope (:func:`bilevel.stats.loglog_fit`); NaN with fewer than two points."""
+    return stats.loglog_fit(x, y).slope if len(x) >= 2 else float("nan")
 
 
 def _method(summary: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -585,14 +559,13 @@ def _quadratic_stats(summary, curves, bounds_kappa, kappa_right):
     tail = c[(c.k >= K / 10) & (c.k > 0)]          # the last decade of k, fixed in advance
     kk = itd.index.to_numpy(float)
     st = {"itd": itd, "aid": aid, "bk": bk, "curve": c, "K": K, "n_kappa": len(kk),
-          "itd_slope_vs_kappa_minus_1": _slope(kk - 1, itd.final_grad_norm_sq) if len(kk) >= 2 else np.nan,
-          "itd_slope_vs_kappa": _slope(kk, itd.final_grad_norm_sq) if len(kk) >= 2 else np.nan,
-          "itd_avg_slope_vs_kappa": _slope(kk, itd.avg_grad_norm_sq) if len(kk) >= 2 else np.nan,
+          "itd_slope_vs_kappa_minus_1": _slope(kk - 1, itd.final_grad_norm_sq),
+          "itd_slope_vs_kappa": _slope(kk, itd.final_grad_norm_sq),
+          "itd_avg_slope_vs_kappa": _slope(kk, itd.avg_grad_norm_sq),
           "itd_final_over_bound": (itd.final_grad_norm_sq / bk.itd_ours).to_numpy(),
           "lower_over_bound": (bk.itd_lower / bk.itd_ours).to_numpy(),
-          "aid_avg_slope_vs_K": (_slope(tail.k + 1, tail.running_avg_grad_norm_sq)
-                                 if len(tail) >= 2 else np.nan)}
-    st["bound_ratio_slope"] = _slope(kk, st["lower_over_bound"]) if len(kk) >= 2 else np.nan
+          "aid_avg_slope_vs_K": _slope(tail.k + 1, tail.running_avg_grad_norm_sq)}
+    st["bound_ratio_slope"] = _slope(kk, st["lower_over_bound"])
     # Figure 2 right: the one factor c that brings the bound onto a curve, least squares in log space
     # (min_c sum_kappa (log c + log bound - log curve)^2, i.e. c = geometric mean of curve / bound), the
     # figure's log axes; the linear-space least-squares factor is reported beside it.
@@ -1009,10 +982,9 @@ def _f2sa_stats(summary, gaps, asymptotic_lambda):
     top = gaps[gaps.lmbda == gaps.lmbda.max()]
     f2 = summary[summary.method == "F2SA"]
     curved = f2[(f2.f_curvature_over_L > 0) & (f2.lmbda >= 10)].sort_values("lmbda")
-    return {"lam_slopes": lam_slopes, "kappa_slope": _slope(top.kappa, top.gap_x0) if len(top) >= 2 else np.nan,
+    return {"lam_slopes": lam_slopes, "kappa_slope": _slope(top.kappa, top.gap_x0),
             "lambda_top": float(gaps.lmbda.max()), "f2": f2, "curved": curved,
-            "f2sa_slope": (_slope(curved.lmbda, np.sqrt(curved.final_grad_norm_sq)) if len(curved) >= 2
-                           else np.nan),
+            "f2sa_slope": _slope(curved.lmbda, np.sqrt(curved.final_grad_norm_sq)),
             "rel": (curved.final_grad_norm_sq / curved.stationary_grad_norm_sq - 1).abs().to_numpy()}
 
 

@@ -18,6 +18,34 @@ __all__ = ['quadratic_figure1', 'quadratic_figure2', 'feature_learning_figure', 
 _RW_STYLE = {"itd1": "ITD", "itd1_gd": "ITD_paper_lr", "itdN": "ITD_N", "aidN": "AID_N"}
 
 
+def _finish(fig, axes, profile: str, deviations: str, ncol=1):
+    """Every figure's end: a legend below each panel (``ncol`` columns, one number or one per panel),
+    tight layout, the profile/deviations footer; returns ``fig``."""
+    for ax, n in zip(axes, ncol if isinstance(ncol, tuple) else (ncol,) * len(axes)):
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=n, frameon=False)
+    fig.tight_layout()
+    footer(fig, profile, deviations)
+    return fig
+
+
+def _bounds(ax, bounds: pd.DataFrame, curves, x: str = "kappa"):
+    """One line per theory-bound ``curve`` of a :func:`~bilevel.papers.paper001.experiments.quadratic_bounds`
+    table against ``x``, in the style and with the label of that curve."""
+    for curve in curves:
+        bk = bounds[bounds.curve == curve].sort_values(x)
+        line(ax, bk[x], bk.value, curve, bk.label.iloc[0])
+
+
+def _family(ax, df: pd.DataFrame, by: str, x: str, y: str, label, cmap: str = "viridis"):
+    """One line of ``y`` against ``x`` per value of ``by`` (sorted), coloured along ``cmap``;
+    ``label(value)`` names each."""
+    values = sorted(df[by].unique())
+    colours = plt.get_cmap(cmap)
+    for i, v in enumerate(values):
+        d = df[df[by] == v].sort_values(x)
+        ax.plot(d[x], d[y], color=colours(i / max(1, len(values) - 1)), label=label(v))
+
+
 def quadratic_figure1(summary: pd.DataFrame, curves: pd.DataFrame, bounds_kappa: pd.DataFrame,
                                bounds_K: pd.DataFrame, kappa_right: float, profile: str,
                                deviations: str):
@@ -28,24 +56,16 @@ def quadratic_figure1(summary: pd.DataFrame, curves: pd.DataFrame, bounds_kappa:
     line(a, s.kappa, s.final_grad_norm_sq, "AID", r"AID $\|\nabla\Phi(x_K)\|^2$")
     line(a, s.kappa, s.avg_grad_norm_sq, "AID", r"AID $\frac{1}{K}\sum_k\|\nabla\Phi(x_k)\|^2$",
           ls="--", marker="x")
-    for curve in ("aid_ours", "aid_ji"):
-        bk = bounds_kappa[bounds_kappa.curve == curve].sort_values("kappa")
-        line(a, bk.kappa, bk.value, curve, bk.label.iloc[0])
+    _bounds(a, bounds_kappa, ("aid_ours", "aid_ji"))
     a.set(xscale="log", yscale="log", xlabel=r"$\kappa$", ylabel=r"$\|\nabla\Phi\|^2$",
           title=f"AID vs $\\kappa$ (K = {int(s.K.iloc[0])})")
     c = curves[(curves.method == "AID") & (curves.kappa == kappa_right) & (curves.k > 0)]
     line(b, c.k, c.grad_norm_sq, "AID", r"AID $\|\nabla\Phi(x_k)\|^2$", marker="")
     line(b, c.k, c.running_avg_grad_norm_sq, "AID", "AID running average", ls="--", marker="")
-    for curve in ("aid_ours", "aid_ji"):
-        bk = bounds_K[(bounds_K.curve == curve) & (bounds_K.kappa == kappa_right)].sort_values("K")
-        line(b, bk.K, bk.value, curve, bk.label.iloc[0])
+    _bounds(b, bounds_K[bounds_K.kappa == kappa_right], ("aid_ours", "aid_ji"), x="K")
     b.set(xscale="log", yscale="log", xlabel="K (outer iterations)",
           title=f"AID vs K ($\\kappa$ = {kappa_right:g})")
-    for ax in (a, b):
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
-    fig.tight_layout()
-    footer(fig, profile, deviations)
-    return fig
+    return _finish(fig, (a, b), profile, deviations)
 
 
 def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile: str,
@@ -60,13 +80,10 @@ def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile
     s = summary[summary.method == "ITD"].sort_values("kappa")
     for ax in (a, b):
         line(ax, s.kappa, s.final_grad_norm_sq, "ITD", r"ITD $\|\nabla\Phi(x_K)\|^2$")
-        lb = bounds_kappa[bounds_kappa.curve == "itd_lower"].sort_values("kappa")
-        line(ax, lb.kappa, lb.value, "itd_lower", lb.label.iloc[0])
+        _bounds(ax, bounds_kappa, ("itd_lower",))
     line(a, s.kappa, s.avg_grad_norm_sq, "ITD", r"ITD $\frac{1}{K}\sum_k\|\nabla\Phi(x_k)\|^2$",
           ls="--", marker="x")
-    for curve in ("itd_ours", "itd_ji", "itd_ji_floor"):
-        bk = bounds_kappa[bounds_kappa.curve == curve].sort_values("kappa")
-        line(a, bk.kappa, bk.value, curve, bk.label.iloc[0])
+    _bounds(a, bounds_kappa, ("itd_ours", "itd_ji", "itd_ji_floor"))
     ours = bounds_kappa[bounds_kappa.curve == "itd_ours"].sort_values("kappa")
     for sc, ls in zip(scales, ("--", (0, (5, 1)))):
         line(b, ours.kappa, sc * ours.value, "itd_ours", f"paper 001 ITD bound x {sc} (paper)", ls=ls)
@@ -79,11 +96,7 @@ def quadratic_figure2(summary: pd.DataFrame, bounds_kappa: pd.DataFrame, profile
     a.set(xscale="log", yscale="log", xlabel=r"$\kappa$", ylabel=r"$\|\nabla\Phi\|^2$",
           title=f"ITD vs $\\kappa$ (K = {int(s.K.iloc[0])})")
     b.set(xscale="log", yscale="log", xlabel=r"$\kappa$", title="scaled upper bound")
-    for ax in (a, b):
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
-    fig.tight_layout()
-    footer(fig, profile, deviations)
-    return fig
+    return _finish(fig, (a, b), profile, deviations)
 
 
 def feature_learning_figure(summary: pd.DataFrame, curves: pd.DataFrame, fits: pd.DataFrame,
@@ -121,19 +134,10 @@ def feature_learning_figure(summary: pd.DataFrame, curves: pd.DataFrame, fits: p
     a.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     c = curves[(curves.seed == curves.seed.min()) & (curves.k > 0)]
-    cmap = plt.get_cmap("viridis")
-    kappas = sorted(c.kappa0.unique())
-    for i, kap in enumerate(kappas):
-        d = c[c.kappa0 == kap].sort_values("k")
-        b.plot(d.k, d.running_avg_grad_norm_sq, color=cmap(i / max(1, len(kappas) - 1)),
-               label=f"kappa0 = {kap:g}")
+    _family(b, c, "kappa0", "k", "running_avg_grad_norm_sq", lambda kap: f"kappa0 = {kap:g}")
     b.set(xscale="log", yscale="log", xlabel="k (outer iterations)",
           ylabel=r"running average of $\|\nabla\Phi(x_k)\|^2$", title="running average, first seed")
-    for ax in (a, b):
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    fig.tight_layout()
-    footer(fig, profile, deviations)
-    return fig
+    return _finish(fig, (a, b), profile, deviations, ncol=2)
 
 
 def reweighting_figure(curves: pd.DataFrame, summary: pd.DataFrame, profile: str,
@@ -177,11 +181,7 @@ def reweighting_figure(curves: pd.DataFrame, summary: pd.DataFrame, profile: str
                 title="lowest weights vs. corrupted labels")
     axes[2].axhline(float(summary.n_corrupted.iloc[0]) / float(summary.n_train.iloc[0]), color="#7f7f7f",
                     ls=":", lw=1, label="chance")
-    for ax in axes:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
-    fig.tight_layout()
-    footer(fig, profile, deviations)
-    return fig
+    return _finish(fig, axes, profile, deviations)
 
 
 def f2sa_figure(curves: pd.DataFrame, summary: pd.DataFrame, gaps: pd.DataFrame, profile: str,
@@ -221,14 +221,9 @@ def f2sa_figure(curves: pd.DataFrame, summary: pd.DataFrame, gaps: pd.DataFrame,
                  f"f + (c/2)|y|^2, c = {ratio:g} L")
         ax.set(xscale="log", yscale="log", xlabel="k (outer iterations)", ylabel=r"$\|\nabla\Phi(x_k)\|^2$",
                title=f"{title}, kappa = {kappa:g}")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax = axes[2]
-    kap_cmap = plt.get_cmap("viridis")
-    kappas = sorted(gaps.kappa.unique())
-    for i, kap in enumerate(kappas):
-        d = gaps[gaps.kappa == kap].sort_values("lmbda")
-        ax.plot(d.lmbda, d.gap_x0, color=kap_cmap(i / max(1, len(kappas) - 1)),
-                label=rf"$\|\nabla\Phi_\lambda-\nabla\Phi\|(x_0)$, kappa = {kap:g}")
+    _family(ax, gaps, "kappa", "lmbda", "gap_x0",
+            lambda kap: rf"$\|\nabla\Phi_\lambda-\nabla\Phi\|(x_0)$, kappa = {kap:g}")
     s = summary[(summary.method == "F2SA") & (summary.f_curvature_over_L > 0)].sort_values("lmbda")
     if len(s):
         ax.plot(s.lmbda, np.sqrt(s.final_grad_norm_sq), ls="", marker="^", color=STYLE["F2SA"]["color"],
@@ -236,7 +231,4 @@ def f2sa_figure(curves: pd.DataFrame, summary: pd.DataFrame, gaps: pd.DataFrame,
         ax.plot(s.lmbda, np.sqrt(s.stationary_grad_norm_sq), ls=":", color=STYLE["F2SA"]["color"],
                 label=r"exact $\|\nabla\Phi(x^*_\lambda)\|$")
     ax.set(xscale="log", yscale="log", xlabel=r"$\lambda$", title=r"penalty bias $\propto 1/\lambda$")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
-    fig.tight_layout()
-    footer(fig, profile, deviations)
-    return fig
+    return _finish(fig, axes, profile, deviations, ncol=(2, 2, 1))

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from ... import _validate as V
-from ... import claims
+from ... import claims, stats
 from ...errors import DivergenceError
 from ...problems.uniform_convex import example3
 from ...run import run
@@ -54,8 +54,8 @@ COMPETITORS = ("StocBiO", "TTSA", "MA-SOBA")
 
 
 def power_law_fit(T, avg, fit_from: int = 1) -> tuple[float, float]:
-    r"""``(slope, log C)`` of :math:`\log\bar h_T = \log C + \text{slope}\cdot\log T` (least squares),
-    over the points with :math:`T\ge` ``fit_from`` (1: every point).
+    r"""``(slope, log C)`` of :math:`\log\bar h_T = \log C + \text{slope}\cdot\log T` (least squares,
+    :func:`bilevel.stats.loglog_fit`), over the points with :math:`T\ge` ``fit_from`` (1: every point).
 
     >>> s, c = power_law_fit([1, 10, 100], [2.0, 0.2, 0.02])
     >>> round(s, 6), round(math.exp(c), 6)
@@ -68,8 +68,8 @@ def power_law_fit(T, avg, fit_from: int = 1) -> tuple[float, float]:
     if keep.sum() < 2:
         raise ValueError(f"power_law_fit: fewer than two points with T >= fit_from = {fit_from}; "
                          "lower fit_from or run longer.")
-    slope, logc = np.polyfit(np.log(T[keep]), np.log(avg[keep]), 1)
-    return float(slope), float(logc)
+    f = stats.loglog_fit(T[keep], avg[keep])
+    return f.slope, f.intercept
 
 
 def unibio_lower_budget(p: int, T: int, inner_steps: int = 100, interval: int = 2,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import hypergrad
+from ... import hypergrad, stats
 from ...oracles import Oracles
 from ...problems import conditioned
 from ...run import run
@@ -151,10 +151,10 @@ def linsys_error_vs_q(problem, x, qs, neumann_lr: float) -> pd.DataFrame:
 
 
 def loglog_fit(x, y, log_x: bool = True) -> tuple[float, float]:
-    """Least-squares ``(slope, intercept)`` of log y on log x (or on x when ``log_x`` is False)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    s, c = np.polyfit(np.log(x) if log_x else x, np.log(y), 1)
-    return float(s), float(c)
+    """Least-squares ``(slope, intercept)`` of log y on log x (or on x when ``log_x`` is False):
+    :func:`bilevel.stats.loglog_fit` without its interval (the tutorial's name for it)."""
+    f = stats.loglog_fit(x, y, log_x=log_x)
+    return f.slope, f.intercept
 
 
 # -- 4. ITD: forward vs reverse mode ---------------------------------------------------------------------
