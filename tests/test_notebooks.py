@@ -55,8 +55,8 @@ def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
 def test_bool_and_str_parameters_are_checked():
     with pytest.raises(ParameterTypeError, match="'strict' expects bool"):
         load_params("paper003_mnist_figures", "smoke", {"strict": 1}, root=ROOT)
-    with pytest.raises(ParameterTypeError, match="'data_source' expects str"):
-        load_params("paper001_reweighting", "smoke", {"data_source": 3}, root=ROOT)
+    with pytest.raises(ParameterTypeError, match="'origin' expects str"):
+        load_params("paper001_reweighting", "smoke", {"origin": 3}, root=ROOT)
     assert load_params("paper003_mnist_figures", "smoke", {"strict": True}, root=ROOT).strict is True
 
 
@@ -201,3 +201,39 @@ def test_runner_kernels_get_the_pinned_runtime(monkeypatch):
     assert seen["MKL_CBWR"] == "COMPATIBLE"
     assert all(seen[k] == v for k, v in REPRODUCIBLE_ENV.items() if k != "MKL_CBWR")
     assert seen["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
+
+
+def _configs():
+    """(notebook, section, config class) of every notebook that builds one config from its section."""
+    import importlib
+    import re
+    out = []
+    for path in sorted(NB.glob("*/*.ipynb")):
+        src = path.read_text()
+        m = re.search(r"config=(\w+)\.(\w+Config)", src)
+        if m:
+            mods = {alias or mod: f"{pkg}.{mod}" for pkg, mod, alias in
+                    re.findall(r"from (bilevel\.papers\.\w+) import (\w+)(?: as (\w+))?", src)}
+            cls = getattr(importlib.import_module(mods[m.group(1)]), m.group(2))
+            out.append((path, re.search(r'section = \\"(\w+)\\"', src).group(1), cls))
+    return out
+
+
+def test_every_config_takes_exactly_its_section_in_every_profile():
+    import dataclasses
+
+    import yaml
+    configs = _configs()
+    assert len(configs) >= 6, configs                     # paper003 and paper001 at least
+    for path, section, cls in configs:
+        for f in sorted(ROOT.glob("params*.yaml")):
+            if section not in (yaml.safe_load(f.read_text()) or {}):
+                continue
+            profile = "paper" if f.name == "params.yaml" else f.stem[len("params-"):]
+            assert isinstance(load_params(section, profile, root=ROOT, config=cls), cls), (path, profile)
+        values = vars(load_params(section, "smoke", root=ROOT))
+        with pytest.raises(UnknownParameterError, match=rf"{section}: unknown parameter\(s\) \['bogus'\] for {cls.__name__}"):
+            cls.from_params({**values, "bogus": 1}, where=section)
+        name = next(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+        with pytest.raises(UnknownParameterError, match=rf"missing parameter\(s\) \['{name}'\]"):
+            cls.from_params({k: v for k, v in values.items() if k != name}, where=section)
