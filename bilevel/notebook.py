@@ -13,6 +13,13 @@ the profile's own value (type and name). A reader switches scale by changing the
 one word ``profile``; the values themselves live only in ``params.yaml`` /
 ``params-smoke.yaml``.
 
+**Configs.** A runs notebook passes its experiment's config class,
+``cfg = load_params(section, profile, overrides, config=QuadraticConfig)``, and calls
+``experiment(cfg, progress=True)``: an :class:`ExperimentConfig` is a frozen dataclass whose
+fields are the section's keys (named as the arguments that receive them, a solver's field names
+for solver hyperparameters), each checked by its :func:`param` constraint when it is built; an
+unknown or missing key fails naming the key and the section.
+
 **Runner.** ``python -m bilevel.notebook`` is what ``dvc.yaml`` calls::
 
     python -m bilevel.notebook notebooks/paper001/01_quadratic_runs.ipynb \\
