@@ -217,6 +217,10 @@ def test_configs_are_validated_in_one_place():
         mnist_cfg(AID_VARIANTS, linsys_lr=None)
     with pytest.raises(ValueError, match="budget .* violates 'int >= 1'"):
         mnist_cfg(AID_VARIANTS, budget=0)
+    with pytest.raises(ValueError, match="variants = \\[\\] violates 'non-empty list'"):
+        mnist_cfg([])
+    with pytest.raises(ValueError, match="seeds = \\[0.5\\] violates 'list\\[int\\]'"):
+        mnist_cfg(AID_VARIANTS, seeds=[0.5])
     with pytest.raises(ValueError, match="ITD has no linsys_steps"):
         mnist_cfg([dict(method="itd", inner_steps=5, linsys_steps=5)])
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['inner_step'\]"):
