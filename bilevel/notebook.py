@@ -58,7 +58,8 @@ from types import SimpleNamespace
 
 from ._validate import INT1, Constraint, HyperparameterError, validate
 
-__all__ = ["load_params", "ExperimentConfig", "param", "REAL", "NAME", "INTS", "NONEMPTY", "profile_file", "find_root", "declared_parameters", "check_parameters",
+__all__ = ["load_params", "ExperimentConfig", "param", "REAL", "NAME", "INTS", "NONEMPTY",
+           "profile_file", "find_root", "declared_parameters", "check_parameters",
            "execute", "main", "strip_notebook", "CANONICAL_METADATA", "UnknownParameterError",
            "ParameterTypeError"]
 

@@ -232,7 +232,8 @@ def test_every_config_takes_exactly_its_section_in_every_profile():
             profile = "paper" if f.name == "params.yaml" else f.stem[len("params-"):]
             assert isinstance(load_params(section, profile, root=ROOT, config=cls), cls), (path, profile)
         values = vars(load_params(section, "smoke", root=ROOT))
-        with pytest.raises(UnknownParameterError, match=rf"{section}: unknown parameter\(s\) \['bogus'\] for {cls.__name__}"):
+        bogus = rf"{section}: unknown parameter\(s\) \['bogus'\] for {cls.__name__}"
+        with pytest.raises(UnknownParameterError, match=bogus):
             cls.from_params({**values, "bogus": 1}, where=section)
         name = next(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
         with pytest.raises(UnknownParameterError, match=rf"missing parameter\(s\) \['{name}'\]"):

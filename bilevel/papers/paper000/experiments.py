@@ -40,7 +40,8 @@ from ...problems import conditioned
 from ...run import run
 from ...solvers import make
 
-__all__ = ["SsaidConfig", "tune_constants", "ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
+__all__ = ["SsaidConfig", "tune_constants",
+           "ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
            "stocbio_solver", "predicted_steps", "run_grid", "tune_constant", "hitting",
            "fit_exponents", "bootstrap_exponents", "local_kappa_exponents", "exponent_claims", "cost_figure",
            "criterion_figure", "PAPER_KAPPA", "PAPER_EPS", "FAMILIES", "LABELS"]

@@ -37,7 +37,8 @@ from ...problems.quadratic import kappa2d_grid
 from ...run import run
 from ...solvers import AID, ITD
 
-__all__ = ["QuadraticConfig", "FeatureLearningConfig", "ReweightingConfig", "F2SAConfig", "quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
+__all__ = ["QuadraticConfig", "FeatureLearningConfig", "ReweightingConfig", "F2SAConfig",
+           "quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
            "reweighting_runs", "plateau_change", "f2sa_quadratic", "quadratic001_f_curved", "penalty_gap_table",
            "quadratic_claims", "quadratic_numbers", "aid_progress", "itd_bound_scales", "BARELY_MOVED",
            "feature_learning_claims", "feature_learning_numbers", "feature_learning_reason",

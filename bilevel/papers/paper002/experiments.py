@@ -42,7 +42,9 @@ from ...run import run
 from ...solvers import make
 from ...solvers.unibio import epoch_schedule
 
-__all__ = ["Example3Config", "BaselinesConfig", "example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
+__all__ = ["Example3Config", "BaselinesConfig",
+           "example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit",
+           "unibio_lower_budget",
            "PAPER_OUTER_LRS", "BASELINES", "METHOD_LABELS", "COMPETITORS", "theorem_c5_schedule"]
 
 #: paper 002 §6: UL learning rates of UniBiO per p (LL rate gamma_1 = 1 for every p)

@@ -51,7 +51,8 @@ from ...problems.data_cleaning import snli
 from ...run import run
 from ...solvers import make
 
-__all__ = ["HypercleaningConfig", "METHODS", "LABELS", "REFERENCE", "make_solver", "steps_per_epoch", "hypercleaning_runs",
+__all__ = ["HypercleaningConfig",
+           "METHODS", "LABELS", "REFERENCE", "make_solver", "steps_per_epoch", "hypercleaning_runs",
            "final_table", "hypercleaning_claims", "hypercleaning_numbers", "accuracy_figure", "auc_figure",
            "DEVIATIONS"]
 

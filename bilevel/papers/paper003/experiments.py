@@ -14,9 +14,10 @@ A *variant* is a dict ``{"method": "aid" | "itd", "inner_steps": int,
 which name the result columns and keys such as ``aid_N20_Q1``, are accepted as
 ``"N"``, ``"Q"`` too; ITD has no ``linsys_steps``, :math:`Q = N`), optionally with
 its own ``outer_lr`` and ``protocol``. Each experiment takes one config
-(:class:`MnistConfig`, :class:`HyperrepConfig`) built from its params section. All seeds of a variant run in one vectorised batch (the problems
-stack one block per seed), so a seed's trace is exactly the single-seed run
-while the wall time is that of the 5-seed batch. No file I/O here.
+(:class:`MnistConfig`, :class:`HyperrepConfig`) built from its params section.
+All seeds of a variant run in one vectorised batch (the problems stack one block
+per seed), so a seed's trace is exactly the single-seed run while the wall time
+is that of the 5-seed batch. No file I/O here.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ...problems import hyperparam, hyperrep
 from ...run import run
 from ...solvers import AID, ITD
 
-__all__ = ["MnistConfig", "HyperrepConfig", "PAPER_TABLE3", "PAPER_TABLE3_DECIMALS", "TABLE3_K", "PROTOCOLS", "table3_comparison",
+__all__ = ["MnistConfig", "HyperrepConfig",
+           "PAPER_TABLE3", "PAPER_TABLE3_DECIMALS", "TABLE3_K", "PROTOCOLS", "table3_comparison",
            "variant_key", "variant_label", "scheme", "mnist_claims",
            "hyperrep_claims", "mnist_paper_claims", "mnist_numbers", "hyperrep_paper_claims", "hyperrep_numbers",
            "step_cost", "budget_steps", "make_solver", "mnist_runs", "hitting_table",
@@ -132,8 +134,8 @@ def budget_steps(v: Mapping[str, Any], budget: int) -> int:
 def make_solver(v: Mapping[str, Any], inner_lr: float, linsys_lr: float | None, outer_lr: float,
                 warm_start: bool = True, outer_optimizer: str = "sgd", **solver_options):
     """AID (``linsys="gd"``) or ITD (reverse mode) for ``v``; double warm start and GD outer
-    steps by default (``linsys_lr`` only for AID). A variant's ``protocol`` (:data:`PROTOCOLS`) overrides ``warm_start``
-    and ``outer_optimizer``; ``solver_options`` go to the solver (e.g. ``max_abs``)."""
+    steps by default (``linsys_lr`` only for AID). A variant's ``protocol`` (:data:`PROTOCOLS`)
+    overrides ``warm_start`` and ``outer_optimizer``; ``solver_options`` go to the solver (e.g. ``max_abs``)."""
     v = _norm(v)
     beta = v.get("outer_lr", outer_lr)
     opts = dict(warm_start=warm_start, outer_optimizer=outer_optimizer)
