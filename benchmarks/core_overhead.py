@@ -122,7 +122,9 @@ def main(argv=None):
     from bilevel.papers.paper001 import experiments as paper001
     K = 1000 if args.quick else 10000
     t0 = time.perf_counter()
-    summary, _ = paper001.quadratic_sweep([2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], K)
+    cfg = paper001.QuadraticConfig(kappas=[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], K=K,
+                                   aid_beta_scale=paper001.bounds.AID_BETA_SCALE)
+    summary, _ = paper001.quadratic_sweep(cfg)
     wall = time.perf_counter() - t0
     rows.append(dict(problem="paper001 Fig 1+2 sweep (9 kappas)", method="AID+ITD", N=1, Q=1, K=K,
                      sweep_wall_s=wall,

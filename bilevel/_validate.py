@@ -166,7 +166,7 @@ def validate(obj) -> None:
         value = getattr(obj, f.name)
         try:
             out = c.test(value)
-        except _Bad:
+        except (_Bad, ValueError, TypeError):
             raise HyperparameterError(f"{owner}: {_label(f)} = {value!r} violates '{c.name}': "
                                       f"must be {c.desc}; {c.fix}.") from None
         if c.keep:

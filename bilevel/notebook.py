@@ -13,6 +13,13 @@ the profile's own value (type and name). A reader switches scale by changing the
 one word ``profile``; the values themselves live only in ``params.yaml`` /
 ``params-smoke.yaml``.
 
+**Configs.** A runs notebook passes its experiment's config class,
+``cfg = load_params(section, profile, overrides, config=QuadraticConfig)``, and calls
+``experiment(cfg, progress=True)``: an :class:`ExperimentConfig` is a frozen dataclass whose
+fields are the section's keys (named as the arguments that receive them, a solver's field names
+for solver hyperparameters), each checked by its :func:`param` constraint when it is built; an
+unknown or missing key fails naming the key and the section.
+
 **Runner.** ``python -m bilevel.notebook`` is what ``dvc.yaml`` calls::
 
     python -m bilevel.notebook notebooks/paper001/01_quadratic_runs.ipynb \\
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import shutil
 import sys
@@ -48,7 +56,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-__all__ = ["load_params", "profile_file", "find_root", "declared_parameters", "check_parameters",
+from ._validate import INT1, Constraint, HyperparameterError, validate
+
+__all__ = ["load_params", "ExperimentConfig", "param", "REAL", "NAME", "INTS", "NONEMPTY",
+           "profile_file", "find_root", "declared_parameters", "check_parameters",
            "execute", "main", "strip_notebook", "CANONICAL_METADATA", "UnknownParameterError",
            "ParameterTypeError"]
 
@@ -152,7 +163,7 @@ def _example(ref) -> str:
 
 
 def load_params(section: str, profile: str = "smoke", overrides: dict | None = None, *,
-                root: str | os.PathLike | None = None) -> SimpleNamespace:
+                root: str | os.PathLike | None = None, config: type | None = None):
     """The values of ``section`` for ``profile``, with ``overrides`` applied and type-checked.
 
     Args:
@@ -164,7 +175,12 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
             raises :class:`ParameterTypeError` (ints are accepted where floats are expected).
         root: the repository root (default: :func:`find_root`).
 
-    Returns a namespace of the section's values (without its ``profile`` key).
+        config: an :class:`ExperimentConfig` subclass: return ``config.from_params(values)``
+            (every key of the section a field of ``config``, each value validated) instead of
+            a namespace.
+
+    Returns a namespace of the section's values (without its ``profile`` key), or the
+    ``config`` built from them.
 
     >>> p = load_params("paper001_quadratic", "smoke", {"K": 50}, root=find_root(__file__))
     >>> p.K, p.kappas
@@ -189,7 +205,89 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
     where = f"{path.name}:{section}"
     for name, value in overrides.items():
         values[name] = _conform(name, value, values[name], where)
+    if config is not None:
+        return config.from_params(values, where=where)
     return SimpleNamespace(**values)
+
+
+# -- experiment configs ----------------------------------------------------------------------
+
+def _check(ok, v):
+    if not ok:
+        raise ValueError(v)
+    return v
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: checks of experiment configs (beside :mod:`bilevel._validate`'s INT1, POSITIVE, ...)
+REAL = Constraint("real", "a finite real number", "pass e.g. 0.0",
+                  lambda v: _check(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and v == v and abs(v) != float("inf"), v))
+NAME = Constraint("str", "a string", "pass e.g. 'auto'", lambda v: _check(isinstance(v, str) and v != "", v))
+INTS = Constraint("list[int]", "a non-empty list of integers", "pass e.g. [0, 1, 2]",
+                  lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0 and all(map(_is_int, v)), v))
+NONEMPTY = Constraint("non-empty list", "a non-empty list", "pass e.g. [...] with one entry or more",
+                      lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0, v))
+
+
+def param(check=None, symbol: str = "", default=dataclasses.MISSING):
+    """A field of an :class:`ExperimentConfig`: required unless ``default`` is given, checked by
+    ``check`` (a :class:`bilevel._validate.Constraint`) when the config is built."""
+    return dataclasses.field(default=default, metadata={"symbol": symbol, "check": check})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Base of an experiment's config: a frozen dataclass whose fields are the keys of one params
+    section, named as the arguments that receive them (a solver's field names for solver
+    hyperparameters). Subclasses declare fields with :func:`param`; building one validates
+    every field in one place (``__post_init__``).
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Demo(ExperimentConfig):
+    ...     steps: int = param(INT1)
+    >>> Demo.from_params({"steps": 3}, where="params.yaml:demo")
+    Demo(steps=3)
+    >>> Demo.from_params({"stpes": 3}, where="params.yaml:demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bilevel.notebook.UnknownParameterError: params.yaml:demo: unknown parameter(s) ['stpes'] for Demo; ...
+    >>> Demo.from_params({"steps": 0}, where="params.yaml:demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bilevel._validate.HyperparameterError: params.yaml:demo: Demo: steps = 0 violates 'int >= 1': ...
+    """
+
+    def __post_init__(self):
+        validate(self)
+
+    @classmethod
+    def from_params(cls, values, where: str | None = None):
+        """The config of ``values`` (a mapping or :func:`load_params`' namespace); ``where``
+        (e.g. ``"params.yaml:paper003_mnist_aid"``) prefixes every error. Raises
+        :class:`UnknownParameterError` for a key that is no field and for a missing field,
+        :class:`~bilevel._validate.HyperparameterError` for a value that violates its field's check."""
+        values = dict(vars(values) if isinstance(values, SimpleNamespace) else values)
+        values.pop("profile", None)
+        where = where or cls.__name__
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UnknownParameterError(
+                f"{where}: unknown parameter(s) {unknown} for {cls.__name__}; it takes {sorted(fields)}. "
+                "Fix the name in the params file / overrides.")
+        missing = sorted(n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {cls.__name__}; "
+                                        "add them to the section of every profile.")
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as e:
+            raise HyperparameterError(f"{where}: {e}") from None
 
 
 # -- clean source notebooks --------------------------------------------------------------------

@@ -55,8 +55,8 @@ def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
 def test_bool_and_str_parameters_are_checked():
     with pytest.raises(ParameterTypeError, match="'strict' expects bool"):
         load_params("paper003_mnist_figures", "smoke", {"strict": 1}, root=ROOT)
-    with pytest.raises(ParameterTypeError, match="'data_source' expects str"):
-        load_params("paper001_reweighting", "smoke", {"data_source": 3}, root=ROOT)
+    with pytest.raises(ParameterTypeError, match="'origin' expects str"):
+        load_params("paper001_reweighting", "smoke", {"origin": 3}, root=ROOT)
     assert load_params("paper003_mnist_figures", "smoke", {"strict": True}, root=ROOT).strict is True
 
 
@@ -74,12 +74,14 @@ def test_every_notebook_loads_its_section_in_both_profiles():
     for path in sorted(NB.glob("*/*.ipynb")):
         declared = pm.inspect_notebook(str(path))
         assert {"profile", "section", "overrides", "results_dir"} <= set(declared), path
+        # the values themselves live only in the params files (smoke ones in params-smoke.yaml)
+        assert set(declared) <= {"profile", "section", "overrides", "results_dir", "figures_dir"}, path
         assert declared["profile"]["default"] == '"smoke"', path
         section = declared["section"]["default"].strip('"')
         for profile in ("smoke", "paper"):
             load_params(section, profile, root=ROOT)
         src = path.read_text()
-        assert "load_params(section, profile, overrides)" in src, path
+        assert "load_params(section, profile, overrides" in src, path
 
 
 def test_runner_folds_section_keys_into_overrides_and_checks_them():
@@ -199,3 +201,40 @@ def test_runner_kernels_get_the_pinned_runtime(monkeypatch):
     assert seen["MKL_CBWR"] == "COMPATIBLE"
     assert all(seen[k] == v for k, v in REPRODUCIBLE_ENV.items() if k != "MKL_CBWR")
     assert seen["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
+
+
+def _configs():
+    """(notebook, section, config class) of every notebook that builds one config from its section."""
+    import importlib
+    import re
+    out = []
+    for path in sorted(NB.glob("*/*.ipynb")):
+        src = path.read_text()
+        m = re.search(r"config=(\w+)\.(\w+Config)", src)
+        if m:
+            mods = {alias or mod: f"{pkg}.{mod}" for pkg, mod, alias in
+                    re.findall(r"from (bilevel\.papers\.\w+) import (\w+)(?: as (\w+))?", src)}
+            cls = getattr(importlib.import_module(mods[m.group(1)]), m.group(2))
+            out.append((path, re.search(r'section = \\"(\w+)\\"', src).group(1), cls))
+    return out
+
+
+def test_every_config_takes_exactly_its_section_in_every_profile():
+    import dataclasses
+
+    import yaml
+    configs = _configs()
+    assert len(configs) >= 6, configs                     # paper003 and paper001 at least
+    for path, section, cls in configs:
+        for f in sorted(ROOT.glob("params*.yaml")):
+            if section not in (yaml.safe_load(f.read_text()) or {}):
+                continue
+            profile = "paper" if f.name == "params.yaml" else f.stem[len("params-"):]
+            assert isinstance(load_params(section, profile, root=ROOT, config=cls), cls), (path, profile)
+        values = vars(load_params(section, "smoke", root=ROOT))
+        bogus = rf"{section}: unknown parameter\(s\) \['bogus'\] for {cls.__name__}"
+        with pytest.raises(UnknownParameterError, match=bogus):
+            cls.from_params({**values, "bogus": 1}, where=section)
+        name = next(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+        with pytest.raises(UnknownParameterError, match=rf"missing parameter\(s\) \['{name}'\]"):
+            cls.from_params({k: v for k, v in values.items() if k != name}, where=section)

@@ -17,6 +17,22 @@ AID_VARIANTS = [dict(method="aid", N=n, Q=q) for n, q in
 ITD_VARIANTS = [dict(method="itd", N=1), dict(method="itd", N=20)]
 
 
+def mnist_cfg(variants, **kw):
+    """A MnistConfig of fixed steps (0.05, 0.05, 0.1); ``kw`` replaces fields."""
+    aid = any(v["method"] == "aid" for v in variants)
+    base = dict(variants=variants, seeds=[0, 1], origin="fixture", n_train=80, n_val=40, n_test=40, budget=120,
+                step_rule="fixed", inner_lr=0.05, linsys_lr=0.05 if aid else None, outer_lr=0.1,
+                per_parameter=False, theta0=0.0, max_abs=None, min_theta_change=0.0, curve_points=30,
+                torch_threads=1)
+    return paper003.MnistConfig(**{**base, **kw})
+
+
+def hyperrep_cfg(variants, **kw):
+    base = dict(variants=variants, seeds=[0, 1], steps=20, inner_lr=1e-3, linsys_lr=1e-3, outer_lr=0.003,
+                eval_every=10, torch_threads=1)
+    return paper003.HyperrepConfig(**{**base, **kw})
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Small problems: one intra-op thread (two threads on a busy 2-core machine cost ~10x)."""
@@ -180,15 +196,52 @@ def test_variant_arithmetic():
         paper003.variant_key(dict(method="sgd", N=1))
 
 
+def test_configs_are_validated_in_one_place():
+    from bilevel.notebook import UnknownParameterError, load_params
+    cfg = load_params("paper003_mnist_aid", "smoke", config=paper003.MnistConfig)
+    assert cfg.variants[1] == {"method": "aid", "inner_steps": 1, "linsys_steps": 20} and cfg.origin == "fixture"
+    itd = load_params("paper003_mnist_itd", "smoke", config=paper003.MnistConfig)
+    assert itd.linsys_lr is None                                           # ITD gets no linsys_lr
+    for profile in ("paper", "cpu"):
+        load_params("paper003_mnist_itd", profile, config=paper003.MnistConfig)
+        load_params("paper003_mnist_aid", profile, config=paper003.MnistConfig)
+    load_params("paper003_hyperrep_runs", "paper", config=paper003.HyperrepConfig)
+    values = vars(load_params("paper003_mnist_itd", "smoke"))
+    with pytest.raises(UnknownParameterError, match=r"sec: unknown parameter\(s\) \['source'\] for MnistConfig"):
+        paper003.MnistConfig.from_params({**values, "source": "auto"}, where="sec")
+    with pytest.raises(UnknownParameterError, match=r"missing parameter\(s\) \['budget'\]"):
+        paper003.MnistConfig.from_params({k: v for k, v in values.items() if k != "budget"}, where="sec")
+    with pytest.raises(ValueError, match="sec: .*no variant is AID"):
+        paper003.MnistConfig.from_params({**values, "linsys_lr": 1.0}, where="sec")
+    with pytest.raises(ValueError, match="AID variants need linsys_lr"):
+        mnist_cfg(AID_VARIANTS, linsys_lr=None)
+    with pytest.raises(ValueError, match="budget .* violates 'int >= 1'"):
+        mnist_cfg(AID_VARIANTS, budget=0)
+    with pytest.raises(ValueError, match="variants = \\[\\] violates 'non-empty list'"):
+        mnist_cfg([])
+    with pytest.raises(ValueError, match="seeds = \\[0.5\\] violates 'list\\[int\\]'"):
+        mnist_cfg(AID_VARIANTS, seeds=[0.5])
+    with pytest.raises(ValueError, match="ITD has no linsys_steps"):
+        mnist_cfg([dict(method="itd", inner_steps=5, linsys_steps=5)])
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['inner_step'\]"):
+        mnist_cfg([dict(method="aid", inner_step=5)])
+    with pytest.raises(ValueError, match="not both"):
+        paper003.variant_key(dict(method="aid", N=5, inner_steps=5))
+    # the solver's field names and the paper's symbols give the same variant
+    assert paper003.variant_key(dict(method="aid", inner_steps=20, linsys_steps=1)) == "aid_N20_Q1"
+    s = paper003.make_solver(dict(method="aid", inner_steps=20, linsys_steps=3), 0.1, 0.2, 0.3)
+    assert (s.inner_steps, s.linsys_steps, s.inner_lr, s.linsys_lr, s.outer_lr) == (20, 3, 0.1, 0.2, 0.3)
+
+
 def _drop_time(df):
     return df.drop(columns=[c for c in df.columns if "time" in c])
 
 
 def test_tiny_mnist_runs_of_every_variant_are_deterministic():
     data = hyperparam.mnist_splits(80, 40, 40, source="fixture")
-    kw = dict(seeds=(0, 1), budget=120, data=data, curve_points=5)
-    a, sa = paper003.mnist_runs(AID_VARIANTS + ITD_VARIANTS, **kw)
-    b, sb = paper003.mnist_runs(AID_VARIANTS + ITD_VARIANTS, **kw)
+    cfg = mnist_cfg(AID_VARIANTS + ITD_VARIANTS, curve_points=5)
+    a, sa = paper003.mnist_runs(cfg, data=data)
+    b, sb = paper003.mnist_runs(cfg, data=data)
     pd.testing.assert_frame_equal(_drop_time(a), _drop_time(b))
     pd.testing.assert_frame_equal(_drop_time(sa), _drop_time(sb))
     assert set(a.variant) == {paper003.variant_key(v) for v in AID_VARIANTS + ITD_VARIANTS}
@@ -197,15 +250,14 @@ def test_tiny_mnist_runs_of_every_variant_are_deterministic():
         assert (row.grad_calls, row.mv_calls) == (row.K * (row.N + 1), row.K * mv)
     assert np.isfinite(a[["train_loss", "val_loss", "test_loss"]].to_numpy()).all()
     # a different seed set changes the numbers
-    c, _ = paper003.mnist_runs(AID_VARIANTS[:1], seeds=(2,), budget=40, data=data)
+    c, _ = paper003.mnist_runs(mnist_cfg(AID_VARIANTS[:1], seeds=[2], budget=40), data=data)
     assert not np.allclose(c.test_loss.iloc[-1], a[(a.variant == "aid_N1_Q1") & (a.seed == 0)].test_loss.iloc[-1])
 
 
 def test_tiny_hyperrep_runs_of_every_variant_are_deterministic():
     variants = ITD_VARIANTS + [dict(method="aid", N=n, Q=q) for n in (1, 20) for q in (1, 20)]
-    kw = dict(seeds=(0, 1), K=20, outer_lr=0.003, eval_every=10)
-    a = paper003.hyperrep_runs(variants, **kw)
-    b = paper003.hyperrep_runs(variants, **kw)
+    a = paper003.hyperrep_runs(hyperrep_cfg(variants))
+    b = paper003.hyperrep_runs(hyperrep_cfg(variants))
     pd.testing.assert_frame_equal(_drop_time(a), _drop_time(b))
     t = paper003.hyperrep_table(a, ks=(10, 20))
     assert set(t.variant) == {paper003.variant_key(v) for v in variants}

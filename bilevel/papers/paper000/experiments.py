@@ -25,19 +25,23 @@ What is measured here (:func:`run_grid`, :func:`hitting`, :func:`bootstrap_expon
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ... import _validate as V
 from ... import claims as C
+from ...notebook import NONEMPTY, ExperimentConfig, param
 from ...errors import DivergenceError
 from ...problems import conditioned
 from ...run import run
 from ...solvers import make
 
-__all__ = ["ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
+__all__ = ["SsaidConfig", "tune_constants",
+           "ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
            "stocbio_solver", "predicted_steps", "run_grid", "tune_constant", "hitting",
            "fit_exponents", "bootstrap_exponents", "local_kappa_exponents", "exponent_claims", "cost_figure",
            "criterion_figure", "PAPER_KAPPA", "PAPER_EPS", "FAMILIES", "LABELS"]
@@ -122,18 +126,59 @@ def _one_run(method, family, kappa, eps, c, b0, replicates, seed, steps, eval_po
     return out, meta
 
 
-def run_grid(methods, families, kappas, eps_list, constants, b0: float = 4.0, replicates: int = 6,
-             seed: int = 0, safety: float = 3.0, min_steps: int = 200, max_steps: int = 100_000,
-             eval_points: int = 60, progress: bool = False):
-    r"""One vectorised run of ``replicates`` copies per (method, family, kappa, eps).
+@dataclasses.dataclass(frozen=True)
+class SsaidConfig(ExperimentConfig):
+    """The values of :func:`tune_constants` and :func:`run_grid` (params section ``paper000_ssaid_runs``):
+    the grid (``methods`` x ``families`` x ``kappas`` x ``eps_list``, ``replicates`` copies each), the
+    minibatch rule ``b0``, the run length (``safety``, ``min_steps``, ``max_steps``), and the pilot runs that
+    tune each method's constant (``ssaid_grid``, ``stocbio_grid`` at ``tune_kappa``, ``tune_eps``)."""
 
-    ``constants``: the tuned constant per method. The run length is
+    methods: list = param(V.Constraint("methods", "a non-empty list of 'ssaid', 'stocbio'", "pass e.g. ['ssaid']",
+                                       lambda v: [V.one_of(("ssaid", "stocbio")).test(m) for m in NONEMPTY.test(v)]))
+    families: list = param(NONEMPTY)
+    kappas: list = param(NONEMPTY)
+    eps_list: list = param(NONEMPTY)
+    replicates: int = param(V.INT1)
+    b0: float = param(V.POSITIVE)
+    safety: float = param(V.POSITIVE)
+    min_steps: int = param(V.INT1)
+    max_steps: int = param(V.INT1)
+    eval_points: int = param(V.INT1)
+    ssaid_grid: list = param(NONEMPTY, "c")
+    stocbio_grid: list = param(NONEMPTY, "c")
+    tune_kappa: float = param(V.POSITIVE)
+    tune_eps: float = param(V.POSITIVE)
+    tune_steps: int = param(V.INT1)
+    tune_replicates: int = param(V.INT1)
+    seed: int = param(V.INT0)
+
+
+def tune_constants(cfg: SsaidConfig) -> tuple[dict, pd.DataFrame]:
+    """:func:`tune_constant` for each method of ``cfg`` over its grid; returns ``(constants, tuning)``:
+    the chosen constant per method and one row per candidate (``chosen`` marks the choice)."""
+    grids = {"ssaid": cfg.ssaid_grid, "stocbio": cfg.stocbio_grid}
+    constants, tuning = {}, []
+    for m in cfg.methods:
+        best, table = tune_constant(m, grids[m], kappa=cfg.tune_kappa, eps=cfg.tune_eps, b0=cfg.b0,
+                                    replicates=cfg.tune_replicates, max_steps=cfg.tune_steps)
+        constants[m] = best
+        tuning.append(table.assign(chosen=table.c == best))
+    return constants, pd.concat(tuning, ignore_index=True)
+
+
+def run_grid(cfg: SsaidConfig, constants: dict, *, progress: bool = False):
+    r"""One vectorised run of ``cfg.replicates`` copies per (method, family, kappa, eps) of ``cfg``.
+
+    ``constants``: the tuned constant per method (:func:`tune_constants`). The run length is
     :func:`predicted_steps` clipped to ``[min_steps, max_steps]``; ``eval_points`` evaluations of
     :math:`\|\nabla\Phi(x_k)\|^2` per run (the criterion's grid). Returns
     ``(curves, runs)``: ``curves`` one row per (run, replicate, evaluated k) with
     ``grad_norm_sq`` relative to :math:`\|\nabla\Phi(x_0)\|^2`, cumulative
     per-replicate ``samples`` and ``oracle_calls``; ``runs`` one row per run.
     """
+    methods, families, kappas, eps_list = cfg.methods, cfg.families, cfg.kappas, cfg.eps_list
+    b0, replicates, seed, safety, min_steps = cfg.b0, cfg.replicates, cfg.seed, cfg.safety, cfg.min_steps
+    max_steps, eval_points = cfg.max_steps, cfg.eval_points
     curves, runs = [], []
     items = [(m, fam, k, e) for m in methods for fam in families for k in kappas for e in eps_list]
     if progress:

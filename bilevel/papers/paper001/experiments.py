@@ -15,23 +15,30 @@ feature learning, Fig. 3 left) with :func:`exponent_fit`; :func:`reweighting_run
 (MNIST data re-weighting, Fig. 3 right, with N-step ITD and AID for contrast);
 :func:`f2sa_quadratic` (F²SA, Algorithm 3, next to AID/ITD on the quadratic and on
 a variant with curvature of f in y, where the penalty has its 1/lambda bias).
+
+Each driver takes one config (:class:`QuadraticConfig`, :class:`FeatureLearningConfig`,
+:class:`ReweightingConfig`, :class:`F2SAConfig`) built from its params section.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 
 from ... import claims, stats
+from ..._validate import INT0, INT1, NONNEG, POSITIVE, UNIT, UNIT_CLOSED, one_of
+from ...notebook import INTS, NAME, NONEMPTY, ExperimentConfig, param
 from . import bounds
 from ...problems import per_coordinate
 from ...problems.quadratic import kappa2d_grid
 from ...run import run
 from ...solvers import AID, ITD
 
-__all__ = ["quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
+__all__ = ["QuadraticConfig", "FeatureLearningConfig", "ReweightingConfig", "F2SAConfig",
+           "quadratic_sweep", "log_spaced", "quadratic_bounds", "exponent_fit", "feature_learning_sweep",
            "reweighting_runs", "plateau_change", "f2sa_quadratic", "quadratic001_f_curved", "penalty_gap_table",
            "quadratic_claims", "quadratic_numbers", "aid_progress", "itd_bound_scales", "BARELY_MOVED",
            "feature_learning_claims", "feature_learning_numbers", "feature_learning_reason",
@@ -45,9 +52,20 @@ def log_spaced(K: int, n: int = 200) -> np.ndarray:
     return ks[(ks >= 0) & (ks <= K)].astype(int)
 
 
-def quadratic_sweep(kappas, K: int, aid_beta_scale: float = bounds.AID_BETA_SCALE,
-                    curve_points: int = 200, progress: bool = False, dtype=None, device="cpu"):
-    r"""Run single-loop AID and ITD over ``kappas`` for ``K`` outer steps.
+@dataclasses.dataclass(frozen=True)
+class QuadraticConfig(ExperimentConfig):
+    """The values of :func:`quadratic_sweep` (params section ``paper001_quadratic``); ``K``: outer steps,
+    also the horizon of the bounds; ``aid_beta_scale``: the factor of AID's Lemma 4 step
+    (:data:`bilevel.papers.paper001.bounds.AID_BETA_SCALE`)."""
+
+    kappas: list = param(NONEMPTY)
+    K: int = param(INT1)
+    aid_beta_scale: float = param(POSITIVE)
+
+
+def quadratic_sweep(cfg: QuadraticConfig, *, curve_points: int = 200, progress: bool = False, dtype=None,
+                    device="cpu"):
+    r"""Run single-loop AID and ITD over ``cfg.kappas`` for ``cfg.K`` outer steps.
 
     Returns ``(summary, curves)``:
 
@@ -60,8 +78,9 @@ def quadratic_sweep(kappas, K: int, aid_beta_scale: float = bounds.AID_BETA_SCAL
       ``curve_points`` log-spaced ``k`` per (method, kappa).
     """
     import torch
+    K, aid_beta_scale = cfg.K, cfg.aid_beta_scale
     dtype = dtype or torch.float64
-    kappas = [float(k) for k in kappas]
+    kappas = [float(k) for k in cfg.kappas]
     c = bounds.ProblemConstants.from_kappa(np.asarray(kappas))
     L = np.asarray(c.L, dtype=float)
     alpha = 1.0 / L
@@ -186,10 +205,28 @@ def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: 
     return out
 
 
-def feature_learning_sweep(kappas, seeds, K: int, n_train: int = 500, n_val: int = 500, width: int = 128,
-                           ridge: float = 12.0, kappa_control: str = "top", inner_lr_scale: float = 0.5,
-                           outer_lr_scale: float = 0.02, head_init: str = "ridge", curve_points: int = 200,
-                           source="auto", progress: bool = False):
+@dataclasses.dataclass(frozen=True)
+class FeatureLearningConfig(ExperimentConfig):
+    """The values of :func:`feature_learning_sweep` (params section ``paper001_feature_learning``);
+    ``origin``: where space_ga comes from (``source`` of
+    :func:`~bilevel.problems.feature_learning.space_ga_split`); ``torch_threads`` is the notebook's."""
+
+    kappas: list = param(NONEMPTY)
+    seeds: list = param(INTS)
+    K: int = param(INT1)
+    n_train: int = param(INT1)
+    n_val: int = param(INT1)
+    width: int = param(INT1)
+    ridge: float = param(POSITIVE, "mu")
+    kappa_control: str = param(one_of(("top", "uniform")))
+    inner_lr_scale: float = param(POSITIVE, "alpha L(x0)")
+    outer_lr_scale: float = param(POSITIVE, "beta L_Phi(x0)")
+    origin: str = param(NAME)
+    torch_threads: int = param(INT0)
+
+
+def feature_learning_sweep(cfg: FeatureLearningConfig, *, head_init: str = "ridge", curve_points: int = 200,
+                           progress: bool = False):
     r"""Single-loop ITD on feature learning over a grid of kappas and seeds (paper 001, Fig. 3 left).
 
     One block per (seed, kappa) of :func:`bilevel.problems.feature_learning.grid`
@@ -212,9 +249,11 @@ def feature_learning_sweep(kappas, seeds, K: int, n_train: int = 500, n_val: int
     batch's wall time; and the curves at about ``curve_points`` log-spaced ``k``.
     """
     from ...problems import feature_learning as FL
-    kappas = [float(k) for k in kappas]
-    seeds = [int(s) for s in seeds]
-    splits = {s: FL.space_ga_split(n_train, n_val, seed=s, source=source) for s in seeds}
+    K, n_train, n_val, width, ridge = cfg.K, cfg.n_train, cfg.n_val, cfg.width, cfg.ridge
+    kappa_control, inner_lr_scale, outer_lr_scale = cfg.kappa_control, cfg.inner_lr_scale, cfg.outer_lr_scale
+    kappas = [float(k) for k in cfg.kappas]
+    seeds = [int(s) for s in cfg.seeds]
+    splits = {s: FL.space_ga_split(n_train, n_val, seed=s, source=cfg.origin) for s in seeds}
     pairs = [(s, k) for s in seeds for k in kappas]
     prob = FL.grid([splits[s] for s, _ in pairs], [k for _, k in pairs], width=width, ridge=ridge,
                    init_seeds=[s for s, _ in pairs], labels=list(range(len(pairs))),
@@ -285,12 +324,36 @@ def plateau_change(k, loss, fraction: float = 0.2) -> tuple[float, float, float]
     return level, slope, abs(slope) * fraction * kmax / level
 
 
-def reweighting_runs(K: int = 3000, loop_K: int = 300, loop_steps: int = 10, inner_lr: float = 5e-2,
-                     outer_lr: float = 1e-3, outer_optimizer: str = "adam", n_train: int = 2000,
-                     n_val: int = 500, n_test: int = 1000, corruption: float = 0.2, hidden: int = 256,
-                     activation: str = "relu", seed: int = 0, eval_every: int = 25,
-                     plateau_fraction: float = 0.2, plateau_threshold: float = 0.05,
-                     methods=REWEIGHTING_METHODS, source="auto", progress: bool = False):
+@dataclasses.dataclass(frozen=True)
+class ReweightingConfig(ExperimentConfig):
+    """The values of :func:`reweighting_runs` (params section ``paper001_reweighting``); ``loop_steps``:
+    N of the loops (ITD's ``inner_steps``, AID's ``inner_steps`` and ``linsys_steps``); ``origin``: where
+    MNIST comes from (``source`` of :func:`bilevel.problems.reweighting.mnist`); ``plateau_tol``,
+    ``paper_plateau`` and ``torch_threads`` are the notebook's (claim and runtime)."""
+
+    K: int = param(INT1)
+    loop_K: int = param(INT1)
+    loop_steps: int = param(INT1, "N")
+    inner_lr: float = param(POSITIVE, "alpha")
+    outer_lr: float = param(POSITIVE, "beta")
+    outer_optimizer: str = param(one_of(("sgd", "adam")))
+    n_train: int = param(INT1)
+    n_val: int = param(INT1)
+    n_test: int = param(INT1)
+    corruption: float = param(UNIT)
+    hidden: int = param(INT1)
+    activation: str = param(NAME)
+    seed: int = param(INT0)
+    eval_every: int = param(INT1)
+    plateau_fraction: float = param(UNIT_CLOSED)
+    plateau_threshold: float = param(NONNEG)
+    plateau_tol: float = param(NONNEG)
+    paper_plateau: float = param(POSITIVE)
+    origin: str = param(NAME)
+    torch_threads: int = param(INT0)
+
+
+def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, progress: bool = False):
     r"""MNIST data re-weighting (paper 001, Fig. 3 right) with single-loop ITD, and the loops for contrast.
 
     Runs on one problem (:func:`bilevel.problems.reweighting.mnist`), all with the
@@ -321,10 +384,15 @@ def reweighting_runs(K: int = 3000, loop_K: int = 300, loop_steps: int = 10, inn
     the corrupted labels.
     """
     from ...problems import reweighting as RW
+    K, loop_K, loop_steps, inner_lr, outer_lr = cfg.K, cfg.loop_K, cfg.loop_steps, cfg.inner_lr, cfg.outer_lr
+    outer_optimizer, eval_every = cfg.outer_optimizer, cfg.eval_every
+    plateau_fraction, plateau_threshold = cfg.plateau_fraction, cfg.plateau_threshold
+    n_train, n_val, n_test, corruption, hidden = cfg.n_train, cfg.n_val, cfg.n_test, cfg.corruption, cfg.hidden
+    activation, seed = cfg.activation, cfg.seed
     if outer_optimizer not in ("sgd", "adam"):
         raise ValueError(f"outer_optimizer must be 'sgd' or 'adam', got {outer_optimizer!r}.")
     prob = RW.mnist(n_train=n_train, n_val=n_val, n_test=n_test, corruption=corruption, hidden=hidden,
-                    activation=activation, seed=seed, source=source)
+                    activation=activation, seed=seed, source=cfg.origin)
     N = int(loop_steps)
     opt = outer_optimizer
     name = {"adam": "Adam", "sgd": "GD"}
@@ -469,8 +537,23 @@ def penalty_gap_table(kappas, lambdas, f_curvature_over_L: float = 1.0, mu: floa
     return pd.DataFrame(rows)
 
 
-def f2sa_quadratic(kappa: float, lambdas, K: int, outer_lr: float, f_curvatures_over_L=(0.0, 1.0),
-                   z_coupling: str = "kwon", curve_points: int = 200, progress: bool = False):
+@dataclasses.dataclass(frozen=True)
+class F2SAConfig(ExperimentConfig):
+    """The values of :func:`f2sa_quadratic` (params section ``paper001_f2sa``); ``gap_kappas``,
+    ``gap_lambdas`` go to :func:`penalty_gap_table`, ``torch_threads`` is the notebook's."""
+
+    kappa: float = param(POSITIVE)
+    lambdas: list = param(NONEMPTY, "lambda")
+    K: int = param(INT1)
+    outer_lr: float = param(POSITIVE, "beta")
+    f_curvatures_over_L: list = param(NONEMPTY, "c/L")
+    z_coupling: str = param(one_of(("kwon", "paper")))
+    gap_kappas: list = param(NONEMPTY)
+    gap_lambdas: list = param(NONEMPTY)
+    torch_threads: int = param(INT0)
+
+
+def f2sa_quadratic(cfg: F2SAConfig, *, curve_points: int = 200, progress: bool = False):
     r"""F²SA for several fixed lambdas next to single-loop AID and ITD (paper 001, Appendix C).
 
     On :func:`quadratic001_f_curved` for each ``c/L`` in ``f_curvatures_over_L``
@@ -489,6 +572,8 @@ def f2sa_quadratic(kappa: float, lambdas, K: int, outer_lr: float, f_curvatures_
     :math:`\Phi_\lambda` next to the measured final value.
     """
     from ...solvers.f2sa import F2SA
+    kappa, lambdas, K, outer_lr = cfg.kappa, cfg.lambdas, cfg.K, cfg.outer_lr
+    f_curvatures_over_L, z_coupling = cfg.f_curvatures_over_L, cfg.z_coupling
     if z_coupling not in ("kwon", "paper"):
         raise ValueError(f"z_coupling must be 'kwon' or 'paper', got {z_coupling!r}.")
     L = kappa * 0.1

@@ -26,6 +26,7 @@ the hypergradient estimate, as in the script).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -34,13 +35,16 @@ import torch
 
 from ... import _validate as V
 from ... import claims, stats
+from ...notebook import NONEMPTY, ExperimentConfig, param
 from ...errors import DivergenceError
 from ...problems.uniform_convex import example3
 from ...run import run
 from ...solvers import make
 from ...solvers.unibio import epoch_schedule
 
-__all__ = ["example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit", "unibio_lower_budget",
+__all__ = ["Example3Config", "BaselinesConfig",
+           "example3_claims", "example3_numbers", "example3_runs", "baseline_grid", "power_law_fit",
+           "unibio_lower_budget",
            "PAPER_OUTER_LRS", "BASELINES", "METHOD_LABELS", "COMPETITORS", "theorem_c5_schedule"]
 
 #: paper 002 §6: UL learning rates of UniBiO per p (LL rate gamma_1 = 1 for every p)
@@ -102,11 +106,33 @@ def _unibio(p, outer_lr, inner_lr, n_terms, **kw):
                 neumann_lr=1.0, **kw)
 
 
-def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), ul_noise_std: float = 0.01,
-                  inner_lr: float = 1.0, momentum: float = 0.9, interval: int = 2, inner_steps: int = 100,
-                  epoch_length: int = 5, radius: float = 1.0, neumann_steps: int = 3, seed: int = 0,
-                  equal_outer_lr: float | None = None, theorem_c5: bool = False, theorem_c5_T: int | None = None,
-                  fit_from: int = 10,
+@dataclasses.dataclass(frozen=True)
+class Example3Config(ExperimentConfig):
+    """The values of :func:`example3_runs` (params section ``paper002_example3``): ``outer_lrs`` one UL
+    step per entry of ``ps``; ``T`` outer iterations (:func:`bilevel.run.run`'s ``steps``, the
+    result column ``T``)."""
+
+    ps: list = param(NONEMPTY)
+    outer_lrs: list = param(NONEMPTY, "eta per p")
+    noise_variances: list = param(V.Constraint("list", "a list of variances >= 0", "pass e.g. [0.01, 0.1]",
+                                               lambda v: [V.NONNEG.test(x) for x in v]))
+    ul_noise_std: float = param(V.NONNEG)
+    T: int = param(V.INT1)
+    seed: int = param(V.INT0)
+    equal_outer_lr: float | None = param(V.optional(V.POSITIVE))
+    theorem_c5: bool = param(V.BOOL)
+    theorem_c5_T: int | None = param(V.optional(V.INT1))
+    fit_from: int = param(V.INT1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.outer_lrs) != len(self.ps):
+            raise ValueError(f"Example3Config: outer_lrs has {len(self.outer_lrs)} entries for {len(self.ps)} ps "
+                             f"{self.ps}; give one UL step per p.")
+
+
+def example3_runs(cfg: Example3Config, *, inner_lr: float = 1.0, momentum: float = 0.9, interval: int = 2,
+                  inner_steps: int = 100, epoch_length: int = 5, radius: float = 1.0, neumann_steps: int = 3,
                   device="cpu", dtype=torch.float64, progress: bool = False):
     r"""UniBiO on Example 3 for each ``p``: deterministic, then one run per noise variance.
 
@@ -119,7 +145,7 @@ def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), 
     iterations and oracle calls per outer iteration, which do not depend on the
     run length beyond the warm start's share.
 
-    ``outer_lrs``: UL step per p (default :data:`PAPER_OUTER_LRS`). Neumann step
+    ``outer_lrs``: UL step per p (:data:`PAPER_OUTER_LRS` in the paper profile). Neumann step
     :math:`\eta_N = 1` (Example 3's generalized Hessian is 1, so the series is
     exact for any Q). Returns ``(summary, curves)``:
 
@@ -137,8 +163,11 @@ def example3_runs(ps, T: int, outer_lrs=None, noise_variances=(0.01, 0.1, 1.0), 
 
     ``noise_variance = 0`` is the deterministic run (no noise at all).
     """
-    ps = [int(p) for p in ps]
-    outer_lrs = dict(PAPER_OUTER_LRS) if outer_lrs is None else {int(k): float(v) for k, v in dict(outer_lrs).items()}
+    T, noise_variances, ul_noise_std, seed, fit_from = cfg.T, cfg.noise_variances, cfg.ul_noise_std, cfg.seed, \
+        cfg.fit_from
+    equal_outer_lr, theorem_c5, theorem_c5_T = cfg.equal_outer_lr, cfg.theorem_c5, cfg.theorem_c5_T
+    ps = [int(p) for p in cfg.ps]
+    outer_lrs = {int(k): float(v) for k, v in zip(cfg.ps, cfg.outer_lrs)}
     missing = sorted(set(ps) - set(outer_lrs))
     if missing:
         raise ValueError(f"outer_lrs has no learning rate for p = {missing}.")
@@ -247,8 +276,20 @@ def _robust_grid(method, p, pairs, T, seed, device, dtype, **kw):
     return out
 
 
-def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann_steps: int = 3,
-                  momentum: float = 0.9, outer_lr_decay: float = 0.5, seed: int = 0, device="cpu",
+@dataclasses.dataclass(frozen=True)
+class BaselinesConfig(ExperimentConfig):
+    """The values of :func:`baseline_grid` (params section ``paper002_example3_baselines``)."""
+
+    ps: list = param(NONEMPTY)
+    T: int = param(V.INT1)
+    outer_grid: list = param(NONEMPTY)
+    inner_grid: list = param(NONEMPTY)
+    neumann_steps: int = param(V.INT1, "Q")
+    seed: int = param(V.INT0)
+    outer_lr_decay: float = param(V.NONNEG)
+
+
+def baseline_grid(cfg: BaselinesConfig, *, methods=BASELINES, momentum: float = 0.9, device="cpu",
                   dtype=torch.float64, progress: bool = False):
     r"""Appendix E.1: grid search of (UL, LL) learning rates per method and p; curves at the best pair.
 
@@ -275,7 +316,8 @@ def baseline_grid(ps, T: int, outer_grid, inner_grid, methods=BASELINES, neumann
     and its running average.
     """
     from tqdm.auto import tqdm
-    pairs = [(float(a), float(b)) for a in outer_grid for b in inner_grid]
+    ps, T, neumann_steps, outer_lr_decay, seed = cfg.ps, cfg.T, cfg.neumann_steps, cfg.outer_lr_decay, cfg.seed
+    pairs = [(float(a), float(b)) for a in cfg.outer_grid for b in cfg.inner_grid]
     rows, curves = [], []
     bar = tqdm(total=len(ps) * len(methods), desc="paper002 baseline grid (method, p)", leave=False,
                disable=not progress)

@@ -33,6 +33,7 @@ cross term uses a training batch (the code: a validation batch indexed into
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -43,12 +44,15 @@ import torch
 
 from ... import claims as C
 from ... import plots
+from ... import _validate as V
+from ...notebook import INTS, NAME, NONEMPTY, ExperimentConfig, param
 from ...errors import DivergenceError
 from ...problems.data_cleaning import snli
 from ...run import run
 from ...solvers import make
 
-__all__ = ["METHODS", "LABELS", "REFERENCE", "make_solver", "steps_per_epoch", "hypercleaning_runs",
+__all__ = ["HypercleaningConfig",
+           "METHODS", "LABELS", "REFERENCE", "make_solver", "steps_per_epoch", "hypercleaning_runs",
            "final_table", "hypercleaning_claims", "hypercleaning_numbers", "accuracy_figure", "auc_figure",
            "DEVIATIONS"]
 
@@ -101,14 +105,38 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
-def hypercleaning_runs(methods, seeds, *, n_train: int, n_val: int, n_test: int | None, hidden: int,
-                       layers: int, epochs: int, batch_size: int = 128, flip_rate: float = 0.2,
-                       noise_seed: int = 0, reg: float = 1e-4, p: float = 2.0, max_tokens: int | None = None,
-                       neumann_steps: int = 3,
-                       neumann_lr: float = 1e-2, checkpoint_batch_size: int = 256, source="auto",
-                       overrides: dict | None = None, device="cpu", dtype=torch.float32,
+@dataclasses.dataclass(frozen=True)
+class HypercleaningConfig(ExperimentConfig):
+    """The values of :func:`hypercleaning_runs` (params section ``paper002_hypercleaning_runs``):
+    ``origin``: where SNLI comes from (``source`` of :func:`bilevel.problems.data_cleaning.snli`);
+    ``max_tokens`` 0: whole sentences; ``torch_threads`` is the notebook's (0: leave torch's threads)."""
+
+    methods: list = param(V.Constraint("methods", f"a non-empty list of {METHODS}", "pass e.g. ['unibio']",
+                                       lambda v: [V.one_of(METHODS).test(m) for m in NONEMPTY.test(v)]))
+    seeds: list = param(INTS)
+    origin: str = param(NAME)
+    n_train: int = param(V.INT1)
+    n_val: int = param(V.INT1)
+    n_test: int | None = param(V.optional(V.INT1))
+    hidden: int = param(V.INT1)
+    layers: int = param(V.INT1)
+    epochs: int = param(V.INT1)
+    max_tokens: int = param(V.INT0)
+    batch_size: int = param(V.INT1)
+    flip_rate: float = param(V.UNIT)
+    noise_seed: int = param(V.INT0)
+    reg: float = param(V.NONNEG, "c")
+    p: float = param(V.POSITIVE)
+    neumann_steps: int = param(V.INT1, "Q")
+    neumann_lr: float = param(V.POSITIVE, "eta_N")
+    checkpoint_batch_size: int = param(V.INT1)
+    device: str = param(NAME)
+    torch_threads: int = param(V.INT0)
+
+
+def hypercleaning_runs(cfg: HypercleaningConfig, *, overrides: dict | None = None, dtype=torch.float32,
                        progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every method x seed on the noisy-SNLI problem; returns ``(curves, summary)``.
+    """Every method x seed of ``cfg`` on the noisy-SNLI problem; returns ``(curves, summary)``.
 
     ``curves``: one row per (method, seed, epoch 0..epochs) with ``epoch``,
     ``k``, ``time_s`` (solver wall time), oracle counts, ``train_acc`` (noisy
@@ -120,6 +148,11 @@ def hypercleaning_runs(methods, seeds, *, n_train: int, n_val: int, n_test: int 
     every run; ``seed`` sets the initialisation and the minibatch streams.
     ``overrides``: ``{method: {hyperparameter: value}}``.
     """
+    methods, seeds, n_train, n_val, n_test = cfg.methods, cfg.seeds, cfg.n_train, cfg.n_val, cfg.n_test
+    hidden, layers, epochs, batch_size, flip_rate = cfg.hidden, cfg.layers, cfg.epochs, cfg.batch_size, cfg.flip_rate
+    noise_seed, reg, p, max_tokens, device = cfg.noise_seed, cfg.reg, cfg.p, cfg.max_tokens, cfg.device
+    neumann_steps, neumann_lr, checkpoint_batch_size = cfg.neumann_steps, cfg.neumann_lr, cfg.checkpoint_batch_size
+    source = cfg.origin
     spe = steps_per_epoch(n_train, batch_size)
     steps = epochs * spe
     curves, summary = [], []

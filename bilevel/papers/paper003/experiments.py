@@ -9,15 +9,20 @@ Drivers of the two experiments of Section 6:
   problem (:mod:`bilevel.problems.hyperrep`), Table 3 and the AID table of
   Appendix F.
 
-A *variant* is a dict ``{"method": "aid" | "itd", "N": int, "Q": int}`` (``Q``
-is ignored for ITD, where :math:`Q = N`), optionally with its own
-``outer_lr``. All seeds of a variant run in one vectorised batch (the problems
-stack one block per seed), so a seed's trace is exactly the single-seed run
-while the wall time is that of the 5-seed batch. No file I/O here.
+A *variant* is a dict ``{"method": "aid" | "itd", "inner_steps": int,
+"linsys_steps": int}`` (the solvers' fields; the paper's :math:`N` and :math:`Q`,
+which name the result columns and keys such as ``aid_N20_Q1``, are accepted as
+``"N"``, ``"Q"`` too; ITD has no ``linsys_steps``, :math:`Q = N`), optionally with
+its own ``outer_lr`` and ``protocol``. Each experiment takes one config
+(:class:`MnistConfig`, :class:`HyperrepConfig`) built from its params section.
+All seeds of a variant run in one vectorised batch (the problems stack one block
+per seed), so a seed's trace is exactly the single-seed run while the wall time
+is that of the 5-seed batch. No file I/O here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Iterable, Mapping
 
@@ -25,11 +30,14 @@ import numpy as np
 import pandas as pd
 
 from ... import claims
+from ..._validate import BOOL, INT0, INT1, NONNEG, POSITIVE, one_of, optional
+from ...notebook import INTS, NAME, NONEMPTY, REAL, ExperimentConfig, param
 from ...problems import hyperparam, hyperrep
 from ...run import run
 from ...solvers import AID, ITD
 
-__all__ = ["PAPER_TABLE3", "PAPER_TABLE3_DECIMALS", "TABLE3_K", "PROTOCOLS", "table3_comparison",
+__all__ = ["MnistConfig", "HyperrepConfig",
+           "PAPER_TABLE3", "PAPER_TABLE3_DECIMALS", "TABLE3_K", "PROTOCOLS", "table3_comparison",
            "variant_key", "variant_label", "scheme", "mnist_claims",
            "hyperrep_claims", "mnist_paper_claims", "mnist_numbers", "hyperrep_paper_claims", "hyperrep_numbers",
            "step_cost", "budget_steps", "make_solver", "mnist_runs", "hitting_table",
@@ -51,12 +59,25 @@ PAPER_TABLE3 = {"itd_N20": (9.32, 0.11, 0.01, 0.004, 0.004),
 PAPER_TABLE3_DECIMALS = {"itd_N20": (2, 2, 2, 3, 3), "itd_N1": (0, 1, 2, 2, 2)}
 
 
+_SPELLINGS = {"N": "inner_steps", "Q": "linsys_steps"}
+_VARIANT_KEYS = {"method", "inner_steps", "linsys_steps", "N", "Q", "outer_lr", "protocol"}
+
+
 def _norm(v: Mapping[str, Any]) -> dict:
+    unknown = sorted(set(v) - _VARIANT_KEYS)
+    if unknown:
+        raise ValueError(f"variant {dict(v)}: unknown key(s) {unknown}; a variant has "
+                         "method, inner_steps, linsys_steps (AID only), outer_lr, protocol.")
+    for sym, name in _SPELLINGS.items():
+        if sym in v and name in v:
+            raise ValueError(f"variant {dict(v)}: give {name} or {sym}, not both.")
     method = str(v["method"]).lower()
     if method not in ("aid", "itd"):
         raise ValueError(f"variant method must be 'aid' or 'itd', got {v['method']!r}.")
-    N = int(v["N"])
-    Q = N if method == "itd" else int(v.get("Q", 1))
+    if method == "itd" and ("linsys_steps" in v or "Q" in v and v["Q"] != v.get("N")):
+        raise ValueError(f"variant {dict(v)}: ITD has no linsys_steps (Q = N); drop the key.")
+    N = int(v["inner_steps"] if "inner_steps" in v else v["N"])
+    Q = N if method == "itd" else int(v.get("linsys_steps", v.get("Q", 1)))
     if N < 1 or Q < 1:
         raise ValueError(f"variant {dict(v)}: N and Q must be >= 1.")
     out = {"method": method, "N": N, "Q": Q}
@@ -110,17 +131,19 @@ def budget_steps(v: Mapping[str, Any], budget: int) -> int:
     return max(1, int(budget) // step_cost(v))
 
 
-def make_solver(v: Mapping[str, Any], inner_lr: float, linsys_lr: float, outer_lr: float,
+def make_solver(v: Mapping[str, Any], inner_lr: float, linsys_lr: float | None, outer_lr: float,
                 warm_start: bool = True, outer_optimizer: str = "sgd", **solver_options):
     """AID (``linsys="gd"``) or ITD (reverse mode) for ``v``; double warm start and GD outer
-    steps by default. A variant's ``protocol`` (:data:`PROTOCOLS`) overrides ``warm_start``
-    and ``outer_optimizer``; ``solver_options`` go to the solver (e.g. ``max_abs``)."""
+    steps by default (``linsys_lr`` only for AID). A variant's ``protocol`` (:data:`PROTOCOLS`)
+    overrides ``warm_start`` and ``outer_optimizer``; ``solver_options`` go to the solver (e.g. ``max_abs``)."""
     v = _norm(v)
     beta = v.get("outer_lr", outer_lr)
     opts = dict(warm_start=warm_start, outer_optimizer=outer_optimizer)
     opts.update(PROTOCOLS.get(v.get("protocol"), {}))
     opts.update(solver_options)
     if v["method"] == "aid":
+        if linsys_lr is None:
+            raise ValueError(f"variant {variant_key(v)}: AID needs linsys_lr (eta); add it to the params section.")
         return AID(inner_steps=v["N"], inner_lr=inner_lr, linsys="gd", linsys_steps=v["Q"],
                    linsys_lr=linsys_lr, outer_lr=beta, **opts)
     return ITD(inner_steps=v["N"], inner_lr=inner_lr, outer_lr=beta, mode="reverse", **opts)
@@ -143,14 +166,50 @@ def _per_seed(tr: pd.DataFrame, seeds, names) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def mnist_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
-               n_train: int = 20000, n_val: int = 5000, n_test: int | None = None,
-               source: str = "auto", budget: int = 320, inner_lr: float = 0.05,
-               linsys_lr: float = 0.05, outer_lr: float = 0.1, per_parameter: bool = False,
-               theta0: float = 0.0, curve_points: int = 30, progress: bool = False,
-               data: hyperparam.MNISTSplits | None = None, step_rule: str = "fixed",
-               max_abs: float | None = None):
-    r"""Run each variant on the MNIST regularization problem for the same oracle budget.
+def _check_variants(cfg) -> None:
+    vs = [_norm(v) for v in cfg.variants]
+    if any(v["method"] == "aid" for v in vs) and cfg.linsys_lr is None:
+        raise ValueError(f"{type(cfg).__name__}: the AID variants need linsys_lr (eta).")
+    if not any(v["method"] == "aid" for v in vs) and cfg.linsys_lr is not None:
+        raise ValueError(f"{type(cfg).__name__}: linsys_lr = {cfg.linsys_lr!r} but no variant is AID (ITD has no "
+                         "linear system); drop the key.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistConfig(ExperimentConfig):
+    """The values of :func:`mnist_runs` (params sections ``paper003_mnist_aid``, ``paper003_mnist_itd``).
+
+    ``variants``: see the module docstring; ``origin``: where the MNIST images come from
+    (``source`` of :func:`~bilevel.problems.hyperparam.mnist_splits`: ``"auto"``, ``"fixture"``
+    or a path); ``linsys_lr`` only when a variant is AID. ``min_theta_change`` and
+    ``torch_threads`` are the notebook's (its sanity check and :func:`bilevel.runtime.reproducible_runtime`).
+    """
+
+    variants: list = param(NONEMPTY)
+    seeds: list = param(INTS)
+    origin: str = param(NAME)
+    n_train: int = param(INT1)
+    n_val: int = param(INT1)
+    n_test: int | None = param(optional(INT1))
+    budget: int = param(INT1, "Gc + MV")
+    step_rule: str = param(one_of(("fixed", "stable")))
+    inner_lr: float = param(POSITIVE, "alpha (c_alpha for step_rule stable)")
+    outer_lr: float = param(POSITIVE, "beta")
+    per_parameter: bool = param(BOOL)
+    theta0: float = param(REAL)
+    max_abs: float | None = param(optional(POSITIVE))
+    min_theta_change: float = param(NONNEG)
+    curve_points: int = param(INT1)
+    torch_threads: int = param(INT0)
+    linsys_lr: float | None = param(optional(POSITIVE), "eta (c_eta for step_rule stable)", default=None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_variants(self)
+
+
+def mnist_runs(cfg: MnistConfig, *, progress: bool = False, data: hyperparam.MNISTSplits | None = None):
+    r"""Run each variant of ``cfg`` on the MNIST regularization problem for the same oracle budget.
 
     Every variant gets :math:`K = \lfloor \text{budget} / (\mathrm{Gc} + \mathrm{MV}\text{ per step})\rfloor`
     outer steps (:func:`budget_steps`), so all variants spend about the same
@@ -175,10 +234,16 @@ def mnist_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
       ``log_lambda``, the variant columns ``variant, method, N, Q, scheme,
       label`` and the step sizes;
     * ``summary``: one row per (variant, seed) with ``K`` and the final values.
+
+    ``data`` replaces the images of ``cfg`` (``n_train``, ``n_val``, ``n_test``, ``origin``).
     """
+    variants, budget, inner_lr, linsys_lr, outer_lr = cfg.variants, cfg.budget, cfg.inner_lr, cfg.linsys_lr, \
+        cfg.outer_lr
+    per_parameter, theta0, curve_points, step_rule, max_abs = cfg.per_parameter, cfg.theta0, cfg.curve_points, \
+        cfg.step_rule, cfg.max_abs
     if data is None:
-        data = hyperparam.mnist_splits(n_train, n_val, n_test, source=source)
-    seeds = [int(s) for s in seeds]
+        data = hyperparam.mnist_splits(cfg.n_train, cfg.n_val, cfg.n_test, source=cfg.origin)
+    seeds = [int(s) for s in cfg.seeds]
     problem = hyperparam.regularization(data, per_parameter=per_parameter, seeds=seeds,
                                         theta0=theta0)
     # the initial point (x_0, y_0) at time 0 before any oracle call: row k = -1 of every variant
@@ -193,7 +258,7 @@ def mnist_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
     if step_rule == "stable":
         L = hyperparam.ce_curvature(data)
         alpha = hyperparam.StableStep(float(inner_lr), L, len(seeds))
-        eta = hyperparam.StableStep(float(linsys_lr), L, len(seeds))
+        eta = None if linsys_lr is None else hyperparam.StableStep(float(linsys_lr), L, len(seeds))
     else:
         L, alpha, eta = np.nan, inner_lr, linsys_lr
     curves, summary = [], []
@@ -288,11 +353,34 @@ def equal_time_table(curves: pd.DataFrame, pairs, metrics=("train_loss", "test_l
     return pd.DataFrame(rows)
 
 
-def hyperrep_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), *,
-                  K: int = 1000, inner_lr: float = 1e-3, linsys_lr: float = 1e-3,
-                  outer_lr: float = 0.01, size: str = "base", eval_every: int = 10,
-                  progress: bool = False, protocol: str = "sow") -> pd.DataFrame:
-    r"""Run each variant for ``K`` outer steps on the hyper-representation problem.
+@dataclasses.dataclass(frozen=True)
+class HyperrepConfig(ExperimentConfig):
+    """The values of :func:`hyperrep_runs` (params section ``paper003_hyperrep_runs``).
+
+    ``steps``: outer steps :math:`K` (:func:`bilevel.run.run`'s ``steps``); ``outer_lr``: the
+    default of variants without their own; ``linsys_lr`` only when a variant is AID;
+    ``protocol``: the default of variants without their own (:data:`PROTOCOLS`);
+    ``torch_threads`` is the notebook's.
+    """
+
+    variants: list = param(NONEMPTY)
+    seeds: list = param(INTS)
+    steps: int = param(INT1, "K")
+    inner_lr: float = param(POSITIVE, "alpha")
+    outer_lr: float = param(POSITIVE, "beta")
+    eval_every: int = param(INT1)
+    torch_threads: int = param(INT0)
+    linsys_lr: float | None = param(optional(POSITIVE), "eta", default=None)
+    size: str = param(one_of(tuple(hyperrep.SIZES)), default="base")
+    protocol: str = param(one_of(tuple(PROTOCOLS)), default="sow")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_variants(self)
+
+
+def hyperrep_runs(cfg: HyperrepConfig, *, progress: bool = False) -> pd.DataFrame:
+    r"""Run each variant of ``cfg`` for ``cfg.steps`` (:math:`K`) outer steps on the hyper-representation problem.
 
     Each variant may carry its own ``outer_lr`` (tuned per variant, as the
     paper's "best-tuned hyperparameters") and its own ``protocol``
@@ -305,7 +393,9 @@ def hyperrep_runs(variants: Iterable[Mapping[str, Any]], seeds=(0, 1, 2, 3, 4), 
     (:math:`\|\nabla\Phi(H_k)\|^2`), ``hypergrad_err_sq``, ``inner_err_sq``,
     time and oracle counts, and the variant columns.
     """
-    seeds = [int(s) for s in seeds]
+    variants, K, inner_lr, linsys_lr, outer_lr = cfg.variants, cfg.steps, cfg.inner_lr, cfg.linsys_lr, cfg.outer_lr
+    size, eval_every, protocol = cfg.size, cfg.eval_every, cfg.protocol
+    seeds = [int(s) for s in cfg.seeds]
     problem = hyperrep.hyper_representation(seeds=seeds, size=size)
     curves = []
     if protocol not in PROTOCOLS:

@@ -19,6 +19,7 @@ slides; each returns a tidy table that the notebook plots and checks:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -27,14 +28,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ... import _validate as V
 from ... import hypergrad, stats
+from ...notebook import NONEMPTY, ExperimentConfig, param
 from ...oracles import Oracles
 from ...problems import conditioned
 from ...run import run
 from ...solvers import make
 from ...solvers.base import Solver, StepInfo
 
-__all__ = ["fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
+__all__ = ["TutorialConfig", "fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
            "itd_cost_vs_T", "tracking_runs", "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
            "fd_figure", "ba_figure", "linsys_figure", "itd_figure", "tracking_figure", "momentum_figure"]
 
@@ -292,9 +295,42 @@ def _tidy(tr, label, T):
                          "inner_err_sq": t.inner_err_sq.to_numpy(), "grad_norm_sq": t.grad_norm_sq.to_numpy()})
 
 
-def tracking_runs(kappa: float, replicates: int, K: int, inner_lr: float, outer_lr: float,
-                  neumann_steps: int, batch_size: int, seed: int = 0, eval_every: int = 1):
-    r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, same steps.
+@dataclasses.dataclass(frozen=True)
+class TutorialConfig(ExperimentConfig):
+    """The values of the tutorial notebook (params section ``paper004_tutorial``), one block per section
+    of the notebook: ``fd_h`` (finite differences), ``ba_*`` (:func:`ba_runs`: ``K`` outer steps,
+    ``inner_steps``), ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*``
+    (:func:`itd_cost_vs_T`), the noisy quadratic of :func:`tracking_runs` and :func:`momentum_runs`
+    (``stoch_kappa``, ``replicates``, ``batch_size``, ``neumann_steps``) with their steps ``track_*`` and
+    ``mom_*`` (each ``*_inner_lr`` / ``*_outer_lr`` is the solvers' ``inner_lr`` / ``outer_lr``; ``*_K`` the
+    outer steps) and MA-SOBA's ``momentum``, SUSTAIN's ``storm_weight``."""
+
+    fd_h: float = param(V.POSITIVE, "h")
+    ba_K: int = param(V.INT1, "K")
+    ba_inner_steps: int = param(V.INT1, "T")
+    linsys_kappa: float = param(V.at_least(1.0), "kappa")
+    linsys_dim_y: int = param(V.INT1, "d_y")
+    q_max: int = param(V.INT1, "Q")
+    itd_Ts: list = param(NONEMPTY, "T")
+    itd_repeats: int = param(V.INT1)
+    stoch_kappa: float = param(V.at_least(1.0), "kappa")
+    replicates: int = param(V.INT1)
+    batch_size: int = param(V.INT1)
+    neumann_steps: int = param(V.INT1, "Q")
+    track_K: int = param(V.INT1, "K")
+    track_inner_lr: float = param(V.POSITIVE, "alpha")
+    track_outer_lr: float = param(V.POSITIVE, "beta")
+    mom_K: int = param(V.INT1, "K")
+    mom_inner_lr: float = param(V.POSITIVE, "alpha")
+    mom_outer_lr: float = param(V.POSITIVE, "beta")
+    momentum: float = param(V.UNIT)
+    storm_weight: float = param(V.UNIT_CLOSED)
+    seed: int = param(V.INT0)
+
+
+def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
+    r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, same steps
+    (``cfg.track_*``; kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies, minibatch ``cfg.batch_size``).
 
     All three use the truncated Neumann series with ``neumann_steps`` products
     and step :math:`1/L`; constant steps (single timescale). Returns
@@ -302,9 +338,10 @@ def tracking_runs(kappa: float, replicates: int, K: int, inner_lr: float, outer_
     iterate each estimate used, against :math:`y^*(x_k)`) and per (method,
     replicate) the final state's :math:`\|y_K - y^*(x_K)\|^2`.
     """
-    p = conditioned.quadratic(kappa, replicates=replicates)
-    common = dict(inner_lr=inner_lr, outer_lr=outer_lr, neumann_steps=neumann_steps, neumann_lr=1.0,
-                  batch_size=batch_size)
+    K, seed = cfg.track_K, cfg.seed
+    p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
+    common = dict(inner_lr=cfg.track_inner_lr, outer_lr=cfg.track_outer_lr, neumann_steps=cfg.neumann_steps,
+                  neumann_lr=1.0, batch_size=cfg.batch_size)
     solvers = {"TTSA": make("ttsa", neumann="sum", **common),
                "STABLE without correction": make("stable", correction=False, **common),
                "STABLE": make("stable", correction=True, **common)}
@@ -319,13 +356,14 @@ def tracking_runs(kappa: float, replicates: int, K: int, inner_lr: float, outer_
     return pd.concat(curves, ignore_index=True), pd.concat(final, ignore_index=True)
 
 
-def momentum_runs(kappa: float, replicates: int, K: int, inner_lr: float, outer_lr: float,
-                  momentum: float, storm_weight: float, neumann_steps: int, batch_size: int, seed: int = 0,
-                  eval_every: int = 1) -> pd.DataFrame:
-    r"""SOBA and MA-SOBA (momentum ``momentum`` on the UL direction, slides Eq. (20)), and SUSTAIN
-    with ``storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum),
-    all with the same steps on the noisy quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
-    p = conditioned.quadratic(kappa, replicates=replicates)
+def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
+    r"""SOBA and MA-SOBA (momentum ``cfg.momentum`` on the UL direction, slides Eq. (20)), and SUSTAIN
+    with ``cfg.storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum),
+    all with the same steps ``cfg.mom_*`` on the noisy quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
+    K, inner_lr, outer_lr, momentum, storm_weight = cfg.mom_K, cfg.mom_inner_lr, cfg.mom_outer_lr, cfg.momentum, \
+        cfg.storm_weight
+    neumann_steps, batch_size, seed = cfg.neumann_steps, cfg.batch_size, cfg.seed
+    p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
     sus = dict(inner_lr=inner_lr, outer_lr=outer_lr, neumann="sum", neumann_steps=neumann_steps, neumann_lr=1.0,
                batch_size=batch_size)
     solvers = {"SOBA": make("soba", inner_lr=inner_lr, outer_lr=outer_lr, linsys_lr=1.0, batch_size=batch_size),
