@@ -1,0 +1,208 @@
+"""Time per step vs dimension, d = 1e2 ... 1e6, beside the memory-bandwidth floor and the eager loop.
+
+Problem: :func:`benchmarks.solver_table.separable_quadratic` (float64, dim x = dim y = d,
+``g = 1/2 y'diag(h)y - x'y + b'y``, ``f = 1/2 |y - c|^2 + rho/2 |x|^2``). Methods: AID
+(N = 1, Q = 1, gd), ITD (N = 1, reverse) and SOBA (deterministic oracles on this problem).
+For each (d, method), timed in interleaved rounds (order reversed every other round):
+
+* ``lib``: ``solver.step`` of the library in a plain loop (no metrics);
+* ``eager``: a hand-written eager loop making the same ``torch.autograd.grad`` calls
+  (:func:`benchmarks.core_overhead.eager_aid` / ``eager_itd``, :func:`eager_soba` here);
+* ``closed``: the same algorithm with the gradients written by hand (no autograd), unfused
+  torch ops, for scale.
+
+Floor: the bytes an ideal (fully fused) implementation must stream per step, every state
+vector read and written once and every constant vector read once (AID and SOBA: state x, y,
+v and constants h, b, c, 9 vectors; ITD: state x, y, 7 vectors), divided by the machine's
+memory bandwidth measured in the same run with torch kernels on 2^24-element float64 vectors
+(copy: 2 vectors moved per element, axpy ``y += a x`` and triad ``a = b + s c``: 3), best of
+the rounds (STREAM's convention). Below d ~ 1e4 the vectors fit in cache and the DRAM floor
+is not the binding limit; the per-kernel cost of one torch triad at size d is reported beside
+it. One torch thread. Usage: ``python -m benchmarks.scaling [--rounds 5] [--dims 100 ... ]``.
+Writes ``benchmarks/results/scaling.csv`` (summary) and ``scaling_raw.csv`` (every round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+import bilevel as bl
+
+from . import save_rows
+from .core_overhead import eager_aid, eager_itd
+from .solver_table import separable_quadratic
+
+ag = torch.autograd.grad
+RHO = 0.1
+A, ETA, B = 0.5, 0.5, 0.1          # inner, linear-system and outer steps (h in [0.5, 2])
+VECTORS = {"AID": 9, "ITD": 7, "SOBA": 9}   # ideal fused traffic, in vectors of d float64 per step
+DIMS = [100, 1_000, 10_000, 100_000, 1_000_000]
+
+
+def steps_for(d: int) -> int:
+    return {100: 400, 1_000: 400, 10_000: 200, 100_000: 40}.get(d, 8)
+
+
+def eager_soba(prob, K, a, eta, b):
+    """SOBA written inline: one differentiable grad_y g, one grad f, one joint (JVP, HVP) backward."""
+    f, g = prob.f, prob.g
+    x, y = prob.x0.clone(), prob.y0.clone()
+    v = torch.zeros_like(y)
+    t0 = time.perf_counter()
+    for _ in range(K):
+        xl, yl = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
+        gy = ag(g(xl, yl), yl, create_graph=True)[0]
+        xf, yf = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
+        fx, fy = ag(f(xf, yf), (xf, yf))
+        jv, hv = ag(gy, (xl, yl), v)
+        y = y - a * gy.detach()
+        v = v - eta * (hv - fy)
+        x = x - b * (fx - jv)
+    return time.perf_counter() - t0
+
+
+def closed_form(method, prob, K, a, eta, b, h, bb, c):
+    """The same iteration with hand-written gradients (grad_y g = h y - x + b, grad_xy g = -I)."""
+    x, y = prob.x0.clone(), prob.y0.clone()
+    v = torch.zeros_like(y)
+    t0 = time.perf_counter()
+    for _ in range(K):
+        if method == "ITD":                       # y1 = y - a(hy - x + b); d/dx f(x, y1(x))
+            y = y - a * (h * y - x + bb)
+            x = x - b * (RHO * x + a * (y - c))
+        elif method == "AID":                     # N = 1 inner step, Q = 1 gd step on v, then x
+            y = y - a * (h * y - x + bb)
+            v = v - eta * (h * v - (y - c))
+            x = x - b * (RHO * x + v)
+        else:                                     # SOBA: all three at the same (x, y, v)
+            y, v, x = (y - a * (h * y - x + bb), v - eta * (h * v - (y - c)),
+                       x - b * (RHO * x + v))
+    return time.perf_counter() - t0
+
+
+def lib_loop(solver, prob, K):
+    o = bl.oracles.Oracles(prob, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    st = solver.init(prob, o, gen)
+    t0 = time.perf_counter()
+    for _ in range(K):
+        st, _ = solver.step(st, o, gen)
+    return time.perf_counter() - t0
+
+
+def solver_for(method):
+    if method == "AID":
+        return bl.solvers.AID(inner_steps=1, inner_lr=A, linsys="gd", linsys_steps=1, linsys_lr=ETA,
+                              outer_lr=B)
+    if method == "ITD":
+        return bl.solvers.ITD(inner_steps=1, inner_lr=A, outer_lr=B)
+    return bl.solvers.SOBA(inner_lr=A, linsys_lr=ETA, outer_lr=B)
+
+
+def bandwidth(n: int = 1 << 24, reps: int = 5) -> dict:
+    """STREAM-like GB/s of torch copy, axpy and triad on float64 vectors of n elements (best of reps)."""
+    a = torch.rand(n, dtype=torch.float64)
+    bv = torch.rand(n, dtype=torch.float64)
+    cv = torch.rand(n, dtype=torch.float64)
+    kernels = {"copy": (lambda: bv.copy_(a), 2), "axpy": (lambda: bv.add_(a, alpha=1e-9), 3),
+               "triad": (lambda: torch.add(bv, cv, alpha=0.5, out=a), 3)}
+    out = {}
+    for name, (fn, nvec) in kernels.items():
+        fn()
+        best = min(_timed(fn) for _ in range(reps))
+        out[name] = nvec * 8 * n / best / 1e9
+    return out
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def triad_us(d: int, reps: int = 200) -> float:
+    a, bv, cv = (torch.rand(d, dtype=torch.float64) for _ in range(3))
+    torch.add(bv, cv, alpha=0.5, out=a)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.add(bv, cv, alpha=0.5, out=a)
+    return 1e6 * (time.perf_counter() - t0) / reps
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--dims", type=int, nargs="+", default=DIMS)
+    ap.add_argument("--methods", nargs="+", default=list(VECTORS), choices=list(VECTORS))
+    ap.add_argument("--out", default="benchmarks/results/scaling.csv")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    load0 = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    probs = {d: separable_quadratic(d) for d in args.dims}
+    consts = {}
+    for d, p in probs.items():                    # the problem's own h, b, c (same seed and order)
+        gen = torch.Generator().manual_seed(0)
+        bb = torch.randn(d, generator=gen, dtype=torch.float64)
+        c = torch.randn(d, generator=gen, dtype=torch.float64)
+        consts[d] = (torch.linspace(0.5, 2.0, d, dtype=torch.float64), bb, c)
+    sides = {
+        "lib": lambda m, p, K: lib_loop(solver_for(m), p, K),
+        "eager": lambda m, p, K: (eager_aid(p, K, 1, 1, A, ETA, B) if m == "AID" else
+                                  eager_itd(p, K, 1, A, B) if m == "ITD" else eager_soba(p, K, A, ETA, B)),
+        "closed": lambda m, p, K: closed_form(m, p, K, A, ETA, B, *consts[p.dim_x]),
+    }
+    items = [(d, m, s) for d in args.dims for m in args.methods for s in sides]
+    for d, m, s in items:                          # warm-up
+        sides[s](m, probs[d], 2)
+    rows, bws = [], []
+    for r in range(args.rounds):
+        bws.append(bandwidth())
+        order = items if r % 2 == 0 else items[::-1]
+        for d, m, s in order:
+            K = steps_for(d)
+            t = sides[s](m, probs[d], K)
+            rows.append(dict(round=r, dim=d, method=m, side=s, us_per_step=1e6 * t / K))
+        print(f"round {r} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    load1 = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    raw = pd.DataFrame(rows)
+    bw = pd.DataFrame(bws)
+    best_bw = float(bw.max().max())
+    med = raw.groupby(["dim", "method", "side"]).us_per_step.agg(["median", "min", "max"]).unstack("side")
+    out = []
+    for (d, m), row in med.iterrows():
+        # per-round ratio lib/eager (same round), then median and range
+        rr = raw[(raw.dim == d) & (raw.method == m)].pivot(index="round", columns="side", values="us_per_step")
+        ratio = rr["lib"] / rr["eager"]
+        floor_us = 1e6 * VECTORS[m] * 8 * d / (best_bw * 1e9)
+        out.append(dict(dim=d, method=m,
+                        lib_us=row[("median", "lib")], lib_min=row[("min", "lib")], lib_max=row[("max", "lib")],
+                        eager_us=row[("median", "eager")], eager_min=row[("min", "eager")],
+                        eager_max=row[("max", "eager")],
+                        closed_us=row[("median", "closed")],
+                        lib_over_eager=float(np.median(ratio)), ratio_min=float(ratio.min()),
+                        ratio_max=float(ratio.max()),
+                        floor_bytes=VECTORS[m] * 8 * d, floor_us=floor_us,
+                        lib_over_floor=row[("median", "lib")] / floor_us,
+                        closed_over_floor=row[("median", "closed")] / floor_us,
+                        triad_us_at_d=triad_us(d),
+                        bw_GBps=best_bw, bw_copy=float(bw["copy"].max()), bw_axpy=float(bw["axpy"].max()),
+                        bw_triad=float(bw["triad"].max()), rounds=args.rounds,
+                        load_before=load0, load_after=load1))
+    df = save_rows(out, args.out)
+    save_rows(rows, args.out.replace(".csv", "_raw.csv"))
+    cols = ["dim", "method", "lib_us", "eager_us", "closed_us", "lib_over_eager", "ratio_min", "ratio_max",
+            "floor_us", "lib_over_floor", "closed_over_floor", "triad_us_at_d"]
+    print(f"bandwidth GB/s (best of {args.rounds}): {bw.max().round(2).to_dict()}; "
+          f"median {bw.median().round(2).to_dict()}; load before {load0}, after {load1}")
+    print(df[cols].to_markdown(index=False, floatfmt=".2f"))
+    return df
+
+
+if __name__ == "__main__":
+    main()
