@@ -9,7 +9,9 @@ For each (d, method), timed in interleaved rounds (order reversed every other ro
 * ``eager``: a hand-written eager loop making the same ``torch.autograd.grad`` calls
   (:func:`benchmarks.core_overhead.eager_aid` / ``eager_itd``, :func:`eager_soba` here);
 * ``closed``: the same algorithm with the gradients written by hand (no autograd), unfused
-  torch ops, for scale.
+  torch ops, for scale;
+* ``lib_xleaf`` (AID only): the library with its curvature graph built once with ``x`` as a
+  leaf (:func:`curvature_with_x`, a measurement patch; bitwise identical iterates checked).
 
 Floor: the bytes an ideal (fully fused) implementation must stream per step, every state
 vector read and written once and every constant vector read once (AID and SOBA: state x, y,
@@ -17,14 +19,15 @@ v and constants h, b, c, 9 vectors; ITD: state x, y, 7 vectors), divided by the 
 memory bandwidth measured in the same run with torch kernels on 2^24-element float64 vectors
 (copy: 2 vectors moved per element, axpy ``y += a x`` and triad ``a = b + s c``: 3), best of
 the rounds (STREAM's convention). Below d ~ 1e4 the vectors fit in cache and the DRAM floor
-is not the binding limit; the per-kernel cost of one torch triad at size d is reported beside
-it. One torch thread. Usage: ``python -m benchmarks.scaling [--rounds 5] [--dims 100 ... ]``.
+is not the binding limit; the per-kernel cost of one torch triad at size d (median over the
+rounds) is reported beside it. One torch thread. Usage: ``python -m benchmarks.scaling [--rounds 5] [--dims 100 ... ]``.
 Writes ``benchmarks/results/scaling.csv`` (summary) and ``scaling_raw.csv`` (every round).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -50,7 +53,9 @@ def steps_for(d: int) -> int:
 
 
 def eager_soba(prob, K, a, eta, b):
-    """SOBA written inline: one differentiable grad_y g, one grad f, one joint (JVP, HVP) backward."""
+    """SOBA written inline: one differentiable grad_y g, one grad f, one joint (JVP, HVP) backward.
+
+    Returns (seconds, final x)."""
     f, g = prob.f, prob.g
     x, y = prob.x0.clone(), prob.y0.clone()
     v = torch.zeros_like(y)
@@ -64,11 +69,21 @@ def eager_soba(prob, K, a, eta, b):
         y = y - a * gy.detach()
         v = v - eta * (hv - fy)
         x = x - b * (fx - jv)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, x
+
+
+def problem_constants(d: int):
+    """(h, b, c) of ``separable_quadratic(d)`` (same seed and drawing order)."""
+    gen = torch.Generator().manual_seed(0)
+    bb = torch.randn(d, generator=gen, dtype=torch.float64)
+    c = torch.randn(d, generator=gen, dtype=torch.float64)
+    return torch.linspace(0.5, 2.0, d, dtype=torch.float64), bb, c
 
 
 def closed_form(method, prob, K, a, eta, b, h, bb, c):
-    """The same iteration with hand-written gradients (grad_y g = h y - x + b, grad_xy g = -I)."""
+    """The same iteration with hand-written gradients (grad_y g = h y - x + b, grad_xy g = -I).
+
+    Returns (seconds, final x)."""
     x, y = prob.x0.clone(), prob.y0.clone()
     v = torch.zeros_like(y)
     t0 = time.perf_counter()
@@ -83,7 +98,7 @@ def closed_form(method, prob, K, a, eta, b, h, bb, c):
         else:                                     # SOBA: all three at the same (x, y, v)
             y, v, x = (y - a * (h * y - x + bb), v - eta * (h * v - (y - c)),
                        x - b * (RHO * x + v))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, x
 
 
 def lib_loop(solver, prob, K):
@@ -94,6 +109,45 @@ def lib_loop(solver, prob, K):
     for _ in range(K):
         st, _ = solver.step(st, o, gen)
     return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def curvature_with_x():
+    """Measurement only: every curvature graph is built with ``x`` as a leaf from the start.
+
+    The library builds ``grad_y g`` without ``x`` for the Q linear-system products and rebuilds
+    it once with ``x`` for AID's closing JVP (one more forward of g and create-graph backward
+    per step). This patch (benchmarks only, never in the library) measures what building it
+    once would save; :func:`xleaf_identical` checks the iterates stay bitwise identical.
+    """
+    cls = bl.oracles.Curvature
+    orig = cls._graph
+    cls._graph = lambda self, with_x: orig(self, True)
+    try:
+        yield
+    finally:
+        cls._graph = orig
+
+
+def lib_xleaf_loop(solver, prob, K):
+    with curvature_with_x():
+        return lib_loop(solver, prob, K)
+
+
+def xleaf_identical(prob, K: int = 20) -> bool:
+    """AID's iterates after K steps with and without :func:`curvature_with_x`, compared bit for bit."""
+    def final():
+        s = solver_for("AID")
+        o = bl.oracles.Oracles(prob, seed=0)
+        gen = torch.Generator().manual_seed(0)
+        st = s.init(prob, o, gen)
+        for _ in range(K):
+            st, _ = s.step(st, o, gen)
+        return st
+    a = final()
+    with curvature_with_x():
+        b = final()
+    return all(torch.equal(u, w) for u, w in ((a.x, b.x), (a.y, b.y), (a.v, b.v)))
 
 
 def solver_for(method):
@@ -141,28 +195,29 @@ def main(argv=None):
     ap.add_argument("--dims", type=int, nargs="+", default=DIMS)
     ap.add_argument("--methods", nargs="+", default=list(VECTORS), choices=list(VECTORS))
     ap.add_argument("--out", default="benchmarks/results/scaling.csv")
+    ap.add_argument("--quick", action="store_true", help="2 rounds, d = 1e2, 1e4, 1e5")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.dims = 2, [100, 10_000, 100_000]
     torch.set_num_threads(1)
     load0 = " ".join(f"{v:.2f}" for v in os.getloadavg())
     probs = {d: separable_quadratic(d) for d in args.dims}
-    consts = {}
-    for d, p in probs.items():                    # the problem's own h, b, c (same seed and order)
-        gen = torch.Generator().manual_seed(0)
-        bb = torch.randn(d, generator=gen, dtype=torch.float64)
-        c = torch.randn(d, generator=gen, dtype=torch.float64)
-        consts[d] = (torch.linspace(0.5, 2.0, d, dtype=torch.float64), bb, c)
+    consts = {d: problem_constants(d) for d in args.dims}
     sides = {
         "lib": lambda m, p, K: lib_loop(solver_for(m), p, K),
         "eager": lambda m, p, K: (eager_aid(p, K, 1, 1, A, ETA, B) if m == "AID" else
-                                  eager_itd(p, K, 1, A, B) if m == "ITD" else eager_soba(p, K, A, ETA, B)),
-        "closed": lambda m, p, K: closed_form(m, p, K, A, ETA, B, *consts[p.dim_x]),
+                                  eager_itd(p, K, 1, A, B) if m == "ITD" else eager_soba(p, K, A, ETA, B)[0]),
+        "closed": lambda m, p, K: closed_form(m, p, K, A, ETA, B, *consts[p.dim_x])[0],
+        "lib_xleaf": lambda m, p, K: lib_xleaf_loop(solver_for(m), p, K),
     }
-    items = [(d, m, s) for d in args.dims for m in args.methods for s in sides]
+    items = [(d, m, s) for d in args.dims for m in args.methods for s in sides
+             if s != "lib_xleaf" or m == "AID"]
     for d, m, s in items:                          # warm-up
         sides[s](m, probs[d], 2)
-    rows, bws = [], []
+    rows, bws, triads = [], [], []
     for r in range(args.rounds):
         bws.append(bandwidth())
+        triads.append({d: triad_us(d) for d in args.dims})
         order = items if r % 2 == 0 else items[::-1]
         for d, m, s in order:
             K = steps_for(d)
@@ -185,19 +240,23 @@ def main(argv=None):
                         eager_us=row[("median", "eager")], eager_min=row[("min", "eager")],
                         eager_max=row[("max", "eager")],
                         closed_us=row[("median", "closed")],
+                        lib_xleaf_us=row.get(("median", "lib_xleaf"), np.nan),
+                        xleaf_over_eager=(float(np.median(rr["lib_xleaf"] / rr["eager"]))
+                                          if "lib_xleaf" in rr else np.nan),
+                        xleaf_bitwise_equal=(xleaf_identical(probs[d]) if m == "AID" else None),
                         lib_over_eager=float(np.median(ratio)), ratio_min=float(ratio.min()),
                         ratio_max=float(ratio.max()),
                         floor_bytes=VECTORS[m] * 8 * d, floor_us=floor_us,
                         lib_over_floor=row[("median", "lib")] / floor_us,
                         closed_over_floor=row[("median", "closed")] / floor_us,
-                        triad_us_at_d=triad_us(d),
+                        triad_us_at_d=float(np.median([t[d] for t in triads])),
                         bw_GBps=best_bw, bw_copy=float(bw["copy"].max()), bw_axpy=float(bw["axpy"].max()),
                         bw_triad=float(bw["triad"].max()), rounds=args.rounds,
                         load_before=load0, load_after=load1))
     df = save_rows(out, args.out)
     save_rows(rows, args.out.replace(".csv", "_raw.csv"))
     cols = ["dim", "method", "lib_us", "eager_us", "closed_us", "lib_over_eager", "ratio_min", "ratio_max",
-            "floor_us", "lib_over_floor", "closed_over_floor", "triad_us_at_d"]
+            "lib_xleaf_us", "xleaf_over_eager", "floor_us", "lib_over_floor", "closed_over_floor", "triad_us_at_d"]
     print(f"bandwidth GB/s (best of {args.rounds}): {bw.max().round(2).to_dict()}; "
           f"median {bw.median().round(2).to_dict()}; load before {load0}, after {load1}")
     print(df[cols].to_markdown(index=False, floatfmt=".2f"))
