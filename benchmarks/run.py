@@ -12,7 +12,7 @@ import importlib
 import sys
 
 BENCHMARKS = ["benchmarks.core_overhead", "benchmarks.solver_table", "benchmarks.scaling",
-              "benchmarks.compile_oracles"]
+              "benchmarks.compile_oracles", "benchmarks.x_only_terms"]
 
 
 def main(argv=None) -> int:

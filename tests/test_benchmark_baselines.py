@@ -64,3 +64,16 @@ def test_unknown_peer_solver_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         peers.main(["--only", "stochastic", "--solvers", "SOBA,NOPE"])
     assert "unknown solver(s) ['NOPE']" in capsys.readouterr().err
+
+
+def test_g_without_x_only_terms_gives_the_same_y_oracles_bit_for_bit():
+    from benchmarks import x_only_terms
+
+    full, without = x_only_terms.problems(d=6, n=16, seed=1)
+    x, y, v = torch.randn(6), torch.randn(6), torch.randn(6)
+    batch = slice(3, 9)
+    of, ow = bl.oracles.Oracles(full), bl.oracles.Oracles(without)
+    assert torch.equal(of.grad_y_g(x, y, batch), ow.grad_y_g(x, y, batch))
+    cf, cw = of.curvature(x, y, batch), ow.curvature(x, y, batch)
+    assert torch.equal(cf.hvp(v), cw.hvp(v)) and torch.equal(cf.jvp(v), cw.jvp(v))
+    assert not torch.equal(of.grad_g(x, y, batch)[0], ow.grad_g(x, y, batch)[0])   # grad_x g does differ
