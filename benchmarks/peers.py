@@ -4,9 +4,10 @@
    vs TorchOpt 0.7.3's ``custom_root`` (implicit differentiation of a given inner
    solution; the backward pass solves the same linear system by CG, 20 iterations).
    Both hypergradients are checked against the closed form.
-2. Stochastic solvers on benchopt's bilevel benchmark problem (``simulated`` quadratic,
+2. Stochastic solvers (SOBA, SABA, StocBiO, TTSA, F2SA, VRBO; ``--solvers`` picks a subset)
+   on benchopt's bilevel benchmark problem (``simulated`` quadratic,
    dim 100, 1024 inner and 1024 outer samples, batch 64, float32, the solvers'
-   class-default steps): the benchmark's jitted JAX solver (``one_epoch`` = ``lax.scan``
+   class-default steps, mapped onto ours by :func:`our_solver`): the benchmark's jitted JAX solver (``one_epoch`` = ``lax.scan``
    over ``iters`` steps, ``block_until_ready``) vs ours on the same problem instance,
    exported from the benchmark's own generated matrices to
    :func:`bilevel.problems.finite_sum.quadratic`. Each side reports the benchmark's
@@ -22,7 +23,8 @@ that alternates between rounds, after one untimed warm-up call per side; medians
 [min, max] over rounds. ``torch.set_num_threads(1)`` and ``XLA_FLAGS`` single-threaded
 Eigen so both sides use one core. The load average is read before and after.
 
-Usage: ``python -m benchmarks.peers [--rounds 7] [--iters 128] [--only aid|stochastic]``.
+Usage: ``python -m benchmarks.peers [--rounds 7] [--iters 128] [--only aid|stochastic]
+[--solvers TTSA,F2SA,VRBO] [--tag _run3]`` (``--tag``: suffix of the CSV names).
 """
 
 from __future__ import annotations
