@@ -77,3 +77,14 @@ def test_g_without_x_only_terms_gives_the_same_y_oracles_bit_for_bit():
     cf, cw = of.curvature(x, y, batch), ow.curvature(x, y, batch)
     assert torch.equal(cf.hvp(v), cw.hvp(v)) and torch.equal(cf.jvp(v), cw.jvp(v))
     assert not torch.equal(of.grad_g(x, y, batch)[0], ow.grad_g(x, y, batch)[0])   # grad_x g does differ
+
+
+def test_func_oracles_of_the_compile_benchmark_run_the_library_iteration():
+    from benchmarks import compile_oracles
+
+    p = bl.problems.quadratic.random(20, 15, seed=3)
+    _, (x, y, v) = compile_oracles.func_loop(
+        lambda *s: compile_oracles.aid_step(compile_oracles.func_oracles(p, compiled=False), *s), p, 4)
+    st = _lib("AID", p, 4)
+    torch.testing.assert_close(st.x, x, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(st.y, y, rtol=1e-12, atol=1e-13)
