@@ -8,8 +8,11 @@ batch 64, float32; :func:`bilevel.problems.finite_sum.quadratic`),
 every ``grad_y_g``, HVP and JVP evaluates the whole g, so the per-sample term ``1/2 x'B_n x``
 (a k x d x d contraction) is computed and thrown away. ``without``: the same problem whose g
 drops ``1/2 x'B_n x + b_n'x`` (written here, in the benchmark); for a solver that never asks
-for ``grad_x g`` or the value of g (SOBA, TTSA, StocBiO) the iterates are the same. This script
-checks that bit for bit and times both, interleaved rounds, one torch thread.
+for ``grad_x g`` or the value of g (SOBA, TTSA, StocBiO) the iterates are the same. ``summed``:
+f and g written with the batch's matrices summed first (one k x d x d reduction per matrix,
+then d x d products; the double-backward HVP then never touches the k x d x d batch), which moves
+the iterates by rounding. This script checks both (bit for bit; max abs difference) and times the
+three, interleaved rounds, one torch thread.
 Usage: ``python -m benchmarks.x_only_terms [--rounds 5] [--steps 32]``.
 """
 
@@ -56,7 +59,15 @@ def problems(d: int = 100, n: int = 1024, seed: int = 0):
         val = 0.5 * torch.einsum("i,nij,j->", y, A, y) + torch.einsum("i,nij,j->", x, C, y) + (a @ y).sum()
         return val / A.shape[0]
 
-    return full, dataclasses.replace(full, g=g_y_terms)
+    def summed_loss(m, x, y, batch):                # the batch's matrices summed first, then d x d products
+        s = slice(None) if batch is None else batch
+        A, B, C, a, b = (m[k][s].sum(0) for k in ("A", "B", "C", "a", "b"))
+        val = 0.5 * (y @ (A @ y)) + 0.5 * (x @ (B @ x)) + x @ (C @ y) + a @ y + b @ x
+        return val / m["A"][s].shape[0]
+
+    summed = dataclasses.replace(full, g=lambda x, y, batch=None: summed_loss(inner, x, y, batch),
+                                 f=lambda x, y, batch=None: summed_loss(outer, x, y, batch))
+    return full, dataclasses.replace(full, g=g_y_terms), summed
 
 
 def run(solver, prob, K):
@@ -80,13 +91,14 @@ def main(argv=None):
         args.rounds, args.steps = 2, 4
     torch.set_num_threads(1)
     load0 = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    full, without = problems()
-    sides = {"with": full, "without": without}
+    full, without, summed = problems()
+    sides = {"with": full, "without": without, "summed": summed}
     solvers = {k: bl.solvers.make(k.lower(), **hp) for k, hp in SOLVERS.items()}
-    same = {}
+    same, moved = {}, {}
     for name, s in solvers.items():
-        a, b = run(s, full, args.steps)[1], run(s, without, args.steps)[1]
+        a, b, c = (run(s, p, args.steps)[1] for p in (full, without, summed))
         same[name] = bool(torch.equal(a.x, b.x) and torch.equal(a.y, b.y))
+        moved[name] = float(max((a.x - c.x).abs().max(), (a.y - c.y).abs().max()))
     items = [(n, side) for n in solvers for side in sides]
     rows = []
     for r in range(args.rounds):
@@ -99,9 +111,13 @@ def main(argv=None):
     for n in solvers:
         rr = raw[raw.solver == n].pivot(index="round", columns="side", values="ms_per_step")
         ratio = rr["without"] / rr["with"]
+        ratio_s = rr["summed"] / rr["with"]
         out.append(dict(solver=n, ms_with=rr["with"].median(), ms_without=rr["without"].median(),
                         without_over_with=float(np.median(ratio)), ratio_min=float(ratio.min()),
-                        ratio_max=float(ratio.max()), iterates_bitwise_equal=same[n], steps=args.steps,
+                        ratio_max=float(ratio.max()), iterates_bitwise_equal=same[n],
+                        ms_summed=rr["summed"].median(), summed_over_with=float(np.median(ratio_s)),
+                        summed_ratio_min=float(ratio_s.min()), summed_ratio_max=float(ratio_s.max()),
+                        summed_max_abs_diff=moved[n], steps=args.steps,
                         rounds=args.rounds, load_before=load0, load_after=load1))
     df = save_rows(out, args.out)
     print(f"load before {load0}, after {load1}")

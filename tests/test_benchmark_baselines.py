@@ -69,7 +69,7 @@ def test_unknown_peer_solver_is_a_clear_error(capsys):
 def test_g_without_x_only_terms_gives_the_same_y_oracles_bit_for_bit():
     from benchmarks import x_only_terms
 
-    full, without = x_only_terms.problems(d=6, n=16, seed=1)
+    full, without, _ = x_only_terms.problems(d=6, n=16, seed=1)
     x, y, v = torch.randn(6), torch.randn(6), torch.randn(6)
     batch = slice(3, 9)
     of, ow = bl.oracles.Oracles(full), bl.oracles.Oracles(without)
