@@ -4,9 +4,10 @@
    vs TorchOpt 0.7.3's ``custom_root`` (implicit differentiation of a given inner
    solution; the backward pass solves the same linear system by CG, 20 iterations).
    Both hypergradients are checked against the closed form.
-2. Stochastic solvers on benchopt's bilevel benchmark problem (``simulated`` quadratic,
+2. Stochastic solvers (SOBA, SABA, StocBiO, TTSA, F2SA, VRBO; ``--solvers`` picks a subset)
+   on benchopt's bilevel benchmark problem (``simulated`` quadratic,
    dim 100, 1024 inner and 1024 outer samples, batch 64, float32, the solvers'
-   class-default steps): the benchmark's jitted JAX solver (``one_epoch`` = ``lax.scan``
+   class-default steps, mapped onto ours by :func:`our_solver`): the benchmark's jitted JAX solver (``one_epoch`` = ``lax.scan``
    over ``iters`` steps, ``block_until_ready``) vs ours on the same problem instance,
    exported from the benchmark's own generated matrices to
    :func:`bilevel.problems.finite_sum.quadratic`. Each side reports the benchmark's
@@ -22,7 +23,8 @@ that alternates between rounds, after one untimed warm-up call per side; medians
 [min, max] over rounds. ``torch.set_num_threads(1)`` and ``XLA_FLAGS`` single-threaded
 Eigen so both sides use one core. The load average is read before and after.
 
-Usage: ``python -m benchmarks.peers [--rounds 7] [--iters 128] [--only aid|stochastic]``.
+Usage: ``python -m benchmarks.peers [--rounds 7] [--iters 128] [--only aid|stochastic]
+[--solvers TTSA,F2SA,VRBO] [--tag _run3]`` (``--tag``: suffix of the CSV names).
 """
 
 from __future__ import annotations
@@ -49,17 +51,41 @@ from bilevel.io import save_table  # noqa: E402
 URL = "https://github.com/benchopt/benchmark_bilevel"
 PIN = "3ad65dc"        # benchmark_bilevel commit measured here
 ROOT = Path(__file__).resolve().parent
-SOLVERS = {"SOBA": "soba", "SABA": "saba", "StocBiO": "stocbio"}   # name -> module of its solvers/ folder
+SOLVERS = {"SOBA": "soba", "SABA": "saba", "StocBiO": "stocbio",   # name -> module of its solvers/ folder
+           "TTSA": "ttsa", "F2SA": "f2sa", "VRBO": "vrbo"}
 
 
-def our_hyperparameters(name: str, params: dict) -> dict:
-    """Our solver's hyperparameters from the benchmark solver's class defaults."""
+def our_solver(name: str, params: dict, n_samples: tuple[int, int]):
+    """Our solver with the benchmark solver's class defaults (same steps, schedules, batch, loops).
+
+    TTSA: inner step c/(k+1)^0.4, outer c/ratio/(k+1)^0.6, random-power Neumann (HIA) with
+    ``n_hia_steps`` and constant step c. F2SA: :meth:`bl.solvers.F2SA.kwon2023` (the benchmark's
+    parametrisation). VRBO: the benchmark's checkpoint period
+    ``(n_inner + n_outer) * period_frac / batch_size`` outer steps, full-batch checkpoint,
+    ``n_inner_steps`` SPIDER inner steps, ``n_shia_steps`` Neumann products per estimate.
+    """
     lr = float(params["step_size"])
-    kw = dict(inner_lr=lr, outer_lr=lr / float(params["outer_ratio"]), batch_size=int(params["batch_size"]))
+    outer_lr = lr / float(params["outer_ratio"])
+    batch = int(params["batch_size"])
+    if name == "F2SA":
+        return bl.solvers.F2SA.kwon2023(step_size=lr, outer_ratio=float(params["outer_ratio"]),
+                                        lmbda0=float(params["lmbda0"]),
+                                        delta_lmbda=float(params["delta_lmbda"]),
+                                        inner_steps=int(params["n_inner_steps"]), batch_size=batch,
+                                        schedule="benchopt")
+    kw = dict(inner_lr=lr, outer_lr=outer_lr, batch_size=batch)
     if name == "StocBiO":                        # N inner SGD steps, Q-term Neumann series (SHIA), step lr
         kw.update(inner_steps=int(params["n_inner_steps"]), neumann_steps=int(params["n_shia_steps"]),
                   neumann_lr=lr)
-    return kw
+    elif name == "TTSA":                         # benchopt: exponents (0.4, 0, 0.6) of (inner, hia, outer)
+        kw.update(inner_lr_decay=0.4, outer_lr_decay=0.6, neumann="random",
+                  neumann_steps=int(params["n_hia_steps"]), neumann_lr=lr)
+    elif name == "VRBO":
+        period = int(sum(n_samples) * params["period_frac"] / batch)
+        kw.update(inner_steps=int(params["n_inner_steps"]), period=period,
+                  neumann_steps=int(params["n_shia_steps"]), neumann_lr=lr,
+                  checkpoint_batch_size=None)
+    return bl.solvers.make(name.lower(), **kw)
 
 
 def benchmark_path(arg: str | None) -> Path:
@@ -111,8 +137,15 @@ def aid_cases(d: int = 1000, Q: int = 20):
 
     err = {"bilevel": float((ours() - exact).norm() / exact.norm()),
            "torchopt": float((torchopt_hg() - exact).norm() / exact.norm())}
+    def ours_graph_once(_=None):                  # section 6's curvature fix, benchmark-only patch
+        from .scaling import curvature_with_x
+        with curvature_with_x():
+            return ours()
+
+    err["bilevel_graph_once_bitwise_equal"] = bool(torch.equal(ours(), ours_graph_once()))
     none = lambda: None                                       # noqa: E731 (no untimed set-up)
     return {"AID hypergradient (d=1000, f64, CG Q=20)": {"bilevel": (none, ours),
+                                                         "bilevel_graph_once": (none, ours_graph_once),
                                                          "torchopt": (none, torchopt_hg)}}, err
 
 
@@ -151,7 +184,7 @@ def benchopt_problem(path: Path):
                 y0=jnp.asarray(y0.numpy()))
 
 
-def stochastic_cases(path: Path, iters: int):
+def stochastic_cases(path: Path, iters: int, names=tuple(SOLVERS)):
     import jax
     import importlib
     bp = benchopt_problem(path)
@@ -164,7 +197,8 @@ def stochastic_cases(path: Path, iters: int):
 
     prob_idx = dataclasses.replace(prob, sampler=index_sampler)
     cases, values = {}, []
-    for name, mod in SOLVERS.items():
+    for name in names:
+        mod = SOLVERS[name]
         Solver = importlib.import_module(f"solvers.{mod}").Solver
         params = {k: v[0] for k, v in Solver.parameters.items()}
         sol = Solver.__new__(Solver)
@@ -172,15 +206,17 @@ def stochastic_cases(path: Path, iters: int):
             setattr(sol, k, v)
         sol.set_objective(data["pb_inner"][0], data["pb_outer"][0], bp["n"][0], bp["n"][1],
                           bp["y0"], bp["x0"])
-        ours_solver = bl.solvers.make(name.lower(), **our_hyperparameters(name, params))
+        ours_solver = our_solver(name, params, bp["n"])
 
         def peer_setup(sol=sol):
             return jax.block_until_ready(sol.init())
 
-        def peer_run(start, sol=sol, saba=(name == "SABA")):
-            if saba:                             # SABA's init and epoch carry (memory, carry)
+        def peer_run(start, sol=sol, name=name):
+            if name == "SABA":                   # SABA's init and epoch carry (memory, carry)
                 memory, carry = start
                 out = sol.one_epoch(carry, memory, iters)[1]
+            elif name == "VRBO":                 # its epoch takes the first iteration's index
+                out = sol.one_epoch(start, iters, 0)
             else:
                 out = sol.one_epoch(start, iters)
             return jax.block_until_ready(out)
@@ -253,9 +289,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--iters", type=int, default=128)
     ap.add_argument("--only", choices=["aid", "stochastic"], default=None)
+    ap.add_argument("--solvers", default=",".join(SOLVERS),
+                    help=f"comma-separated subset of {', '.join(SOLVERS)} (stochastic part)")
+    ap.add_argument("--tag", default="", help="suffix of the CSV names (e.g. _run3)")
     ap.add_argument("--benchmark-bilevel", default=None)
     ap.add_argument("--out", default=str(ROOT / "results"), help="folder of the CSVs")
     args = ap.parse_args(argv)
+    unknown = sorted(set(n for n in args.solvers.split(",") if n) - set(SOLVERS))
+    if unknown:
+        ap.error(f"unknown solver(s) {unknown}; choose from {', '.join(SOLVERS)}")
     torch.set_num_threads(1)
     load0 = loadavg()
     cases, per_step, extra = {}, {}, {}
@@ -265,7 +307,8 @@ def main(argv=None) -> int:
         extra["aid_rel_error"] = err
     values = None
     if args.only in (None, "stochastic"):
-        c, values = stochastic_cases(benchmark_path(args.benchmark_bilevel), args.iters)
+        c, values = stochastic_cases(benchmark_path(args.benchmark_bilevel), args.iters,
+                                      [n for n in args.solvers.split(",") if n])
         cases.update(c)
         per_step.update({k: args.iters for k in c})
     raw = interleaved(cases, args.rounds, per_step)
@@ -284,9 +327,9 @@ def main(argv=None) -> int:
     if extra:
         print(extra)
     out = Path(args.out)
-    save_table(table.assign(header=head), out / "peers.csv")
+    save_table(table.assign(header=head), out / f"peers{args.tag}.csv")
     if values is not None:
-        save_table(values, out / "peers_metric.csv")
+        save_table(values, out / f"peers_metric{args.tag}.csv")
     return 0
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.core_overhead", "benchmarks.solver_table"]
+BENCHMARKS = ["benchmarks.core_overhead", "benchmarks.solver_table", "benchmarks.scaling",
+              "benchmarks.compile_oracles", "benchmarks.x_only_terms"]
 
 
 def main(argv=None) -> int:
