@@ -87,7 +87,7 @@ def implicit(prob: Problem, x: torch.Tensor, y: torch.Tensor, linsys: str = "cg"
 def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     """:func:`implicit` without argument checks (the solvers' inner call)."""
     fx, fy = o.grad_f(x, y, batch)
-    curv = o.curvature(x, y, batch)
+    curv = o.curvature(x, y, batch, with_x=True)   # Q products, then the jvp: one graph
     if linsys == "cg":
         v = linsolve.UNCHECKED["cg"](curv.hvp, fy, v0, steps=steps, blocks=o.problem.blocks)
     else:

@@ -95,7 +95,10 @@ class Curvature:
     passes. While only :meth:`hvp` is asked for, ``x`` is kept out of the graph
     (``x`` enters as a constant: terms of g in x alone are not recorded, no
     x-branch of the backward is built); the first :meth:`jvp` or :meth:`both`
-    rebuilds it once with ``x`` as a leaf. A product on a reused graph equals
+    rebuilds it once with ``x`` as a leaf. A caller that knows it will ask for a
+    :meth:`jvp` passes ``with_x=True`` and the graph is built once, with ``x``,
+    from the start (AID: Q products then one jvp; ITD's reverse pass); the
+    products are the same numbers either way. A product on a reused graph equals
     the product on a fresh one (tests/test_oracles_perf.py checks it in float64).
 
     ``grad_y`` (:math:`\nabla_y g`, a free by-product, counted by the caller)
@@ -104,7 +107,8 @@ class Curvature:
     or not it is used.
     """
 
-    def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch=None):
+    def __init__(self, oracles: "Oracles", x: torch.Tensor, y: torch.Tensor, batch=None, *,
+                 with_x: bool = False):
         self._counts = oracles.counts
         self._noisy = oracles.noisy
         self._g = oracles.problem.g
@@ -113,12 +117,14 @@ class Curvature:
         self._y0 = y.detach()
         self._gy = None            # differentiable grad_y g
         self._with_x = False       # whether x is a leaf of that graph
+        self._want_x = with_x      # build it with x from the start
         self._grad_y_noise = oracles.draw_noise("grad_g", self._y0)
         self._grad_y = None
 
     def _graph(self, with_x: bool):
         if self._gy is not None and (self._with_x or not with_x):
             return
+        with_x = with_x or self._want_x
         self._x = _leaf(self._x0) if with_x else self._x0
         self._y = _leaf(self._y0)
         with torch.enable_grad():
@@ -299,7 +305,7 @@ class Oracles:
     def _unroll_products(self, x, y, steps, lr):
         curvs = []
         for _ in range(steps):
-            c = self.curvature(x, y)       # differentiable grad_y g at y^t, reused backwards
+            c = self.curvature(x, y, with_x=True)   # differentiable grad_y g at y^t, reused backwards
             self.counts.grad_g += 1        # the GD step's gradient evaluation
             curvs.append(c)
             y = y - lr * c.grad_y
@@ -317,6 +323,7 @@ class Oracles:
         return grad.detach(), y.detach()
 
     # -- second order ------------------------------------------------------
-    def curvature(self, x, y, batch=None) -> Curvature:
-        """Second-order products of ``g`` at ``(x, y)`` (see :class:`Curvature`)."""
-        return Curvature(self, x, y, batch)
+    def curvature(self, x, y, batch=None, *, with_x: bool = False) -> Curvature:
+        """Second-order products of ``g`` at ``(x, y)`` (see :class:`Curvature`; ``with_x=True`` when
+        a :meth:`Curvature.jvp` will be asked for: one graph instead of two)."""
+        return Curvature(self, x, y, batch, with_x=with_x)

@@ -3,6 +3,8 @@
 Exactness (float64) and determinism only; timings live in benchmarks/, never here.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -100,6 +102,37 @@ def test_reused_graph_products_equal_fresh_ones(make):
         assert torch.equal(h, fresh_h) and torch.equal(h, fresh_bh) and torch.equal(h, bh)
         assert torch.equal(j, fresh_j) and torch.equal(j, bj)
     assert o.counts.hvp == 4 + 4 + 4 + 4 and o.counts.jvp == 4 + 4 + 4
+
+
+@pytest.mark.parametrize("make", [
+    lambda: conditioned.logistic(5.0, replicates=2, dim=4, n_train=40, n_val=20),
+    lambda: uniform_convex.lp_hypercleaning(n_train=30, n_val=10, dim=4, p=4.0, seed=1),
+])
+def test_with_x_builds_one_graph_and_the_same_products(make):
+    # with_x=True (a jvp will follow: AID, ITD's reverse pass, SOBA) builds the graph of grad_y g
+    # once, with x as a leaf; the default builds it without x and again with x at the first jvp.
+    p = make()
+    calls = {"g": 0}
+    g = p.g
+
+    def counted(*a, **k):
+        calls["g"] += 1
+        return g(*a, **k)
+
+    p = dataclasses.replace(p, g=counted)
+    o = Oracles(p, seed=0)
+    batch = o.sample("inner", 8)
+    x, y, vs = _point(p)
+    out = {}
+    for with_x in (False, True):
+        calls["g"] = 0
+        c = o.curvature(x, y, batch, with_x=with_x)
+        out[with_x] = (c.grad_y, [c.hvp(v) for v in vs], [c.jvp(v) for v in vs])
+        out[with_x, "forwards"] = calls["g"]
+    assert out[False, "forwards"] == 2 and out[True, "forwards"] == 1
+    assert torch.equal(out[False][0], out[True][0])
+    for a, b in zip(out[False][1] + out[False][2], out[True][1] + out[True][2]):
+        assert torch.equal(a, b)
 
 
 def test_curvature_products_match_finite_differences():

@@ -55,17 +55,20 @@ def draw_hg(o, size, n_hvp: int) -> HGBatches:
     return HGBatches(draw(o, "outer", size), draw(o, "inner", size), draw_many(o, "inner", size, n_hvp))
 
 
-def curvatures(o, x, y, batches: Sequence) -> list:
-    """One Curvature per batch at ``(x, y)``; all ``None`` batches share one object."""
+def curvatures(o, x, y, batches: Sequence, jvp: int | None = None) -> list:
+    """One Curvature per batch at ``(x, y)``; all ``None`` batches share one object. The one at
+    index ``jvp`` (whose :meth:`~bilevel.oracles.Curvature.jvp` will be asked for) is built with
+    ``x`` in its graph from the start."""
     shared = None
     out = []
-    for b in batches:
+    for i, b in enumerate(batches):
+        with_x = i == jvp
         if b is None:
             if shared is None:
-                shared = o.curvature(x, y)
+                shared = o.curvature(x, y, with_x=with_x or (jvp is not None and batches[jvp] is None))
             out.append(shared)
         else:
-            out.append(o.curvature(x, y, b))
+            out.append(o.curvature(x, y, b, with_x=with_x))
     return out
 
 
@@ -134,7 +137,7 @@ def neumann_hypergrad(o, x, y, batches: HGBatches, lr, *, n_terms: int | None = 
     fx, fy = o.grad_f(x, y, batches.outer)
     scale = generalized_scale(y, p)
     b = fy if scale is None else scale * fy
-    cs = curvatures(o, x, y, [batches.jvp, *batches.hvps])
+    cs = curvatures(o, x, y, [batches.jvp, *batches.hvps], jvp=0)
     if n_terms is None:
         v = neumann_series(cs[1:], b, lr, scale)
     else:

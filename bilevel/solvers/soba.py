@@ -45,7 +45,7 @@ class SOBAState(NamedTuple):
 
 def _directions(o, x, y, v, size):
     """SOBA's three directions at (x, y, v) from one inner and one outer batch."""
-    curv = o.curvature(x, y, S.draw(o, "inner", size))
+    curv = o.curvature(x, y, S.draw(o, "inner", size), with_x=True)
     o.charge(grad_g=1)                     # curv.grad_y is used as the inner SGD direction
     fx, fy = o.grad_f(x, y, S.draw(o, "outer", size))
     jv, hv = curv.both(v)
@@ -323,7 +323,7 @@ class SABA(Solver):
             picks[kind] = (j, w, slice(lo, hi))   # a view of the data, no index gather
         i, wi, bi = picks["inner"]
         j, wj, bj = picks["outer"]
-        curv = oracles.curvature(x, y, bi)
+        curv = oracles.curvature(x, y, bi, with_x=True)
         oracles.charge(grad_g=1)
         fx, fy = oracles.grad_f(x, y, bj)
         jv, hv = curv.both(v)
@@ -396,7 +396,7 @@ class SSAID(Solver):
         size = self.batch_size
         y = state.y - self.inner_lr * oracles.grad_y_g(x, state.y, S.draw(oracles, "inner", size))
         fx, fy = oracles.grad_f(x, y, S.draw(oracles, "outer", size))
-        curv = oracles.curvature(x, y, S.draw(oracles, "inner", size))
+        curv = oracles.curvature(x, y, S.draw(oracles, "inner", size), with_x=True)
         v = state.v - self.linsys_lr * (curv.hvp(state.v) - fy)
         grad = (fx - curv.jvp(v)).detach()
         x_new, ostate = self.outer_step(x, grad, state.outer, self.outer_lr)
