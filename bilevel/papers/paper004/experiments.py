@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -30,14 +32,15 @@ import torch
 
 from ... import _validate as V
 from ... import hypergrad, stats
-from ...notebook import NONEMPTY, ExperimentConfig, param
+from ...notebook import NONEMPTY, ExperimentConfig, UnknownParameterError, param
 from ...oracles import Oracles
 from ...problems import conditioned
 from ...run import run
 from ...solvers import make
-from ...solvers.base import Solver, StepInfo
+from ...solvers.base import REGISTRY, Solver, StepInfo
 
-__all__ = ["TutorialConfig", "fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
+__all__ = ["TutorialConfig", "BAConfig", "TrackingConfig", "MomentumConfig", "solver_section",
+           "config_section", "fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
            "itd_cost_vs_T", "tracking_runs", "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
            "fd_figure", "ba_figure", "linsys_figure", "itd_figure", "tracking_figure", "momentum_figure"]
 
@@ -295,19 +298,127 @@ def _tidy(tr, label, T):
                          "inner_err_sq": t.inner_err_sq.to_numpy(), "grad_norm_sq": t.grad_norm_sq.to_numpy()})
 
 
+def _solver_class(kind):
+    return kind if isinstance(kind, type) else REGISTRY[kind]
+
+
+def solver_section(kind, keys: str, symbol: str = ""):
+    """A field of a config whose value is a params sub-section of solver hyperparameters: its keys are
+    exactly the solver's field names (``kind``: a registry name such as ``"ttsa"``, or a solver class)
+    and must include ``keys`` (space-separated: the hyperparameters the experiment sets)."""
+    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": kind, "keys": tuple(keys.split())})
+
+
+def config_section(config: type, symbol: str = ""):
+    """A field of a config whose value is a params sub-section built as ``config`` (an :class:`ExperimentConfig`)."""
+    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": config})
+
+
+def _solver_params(kind, keys, values, where) -> dict:
+    """``values`` checked against the solver's fields and validated by building the solver once."""
+    cls = _solver_class(kind)
+    fields = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UnknownParameterError(f"{where}: unknown parameter(s) {unknown} for {cls.__name__}; its fields are "
+                                    f"{fields}. Fix the name in the params file / overrides.")
+    missing = sorted(set(keys) - set(values))
+    if missing:
+        raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {cls.__name__}; add them to the "
+                                    "section of every profile.")
+    try:
+        cls(**values)
+    except (ValueError, TypeError) as e:
+        raise V.HyperparameterError(f"{where}: {e}") from None
+    return dict(values)
+
+
+class _NestedConfig(ExperimentConfig):
+    """:meth:`ExperimentConfig.from_params` that first builds the fields declared with
+    :func:`config_section` / :func:`solver_section` from their sub-sections (errors name
+    ``section.field.key``)."""
+
+    @classmethod
+    def from_params(cls, values, where: str | None = None):
+        values = dict(vars(values) if isinstance(values, SimpleNamespace) else values)
+        where = where or cls.__name__
+        for f in dataclasses.fields(cls):
+            kind = f.metadata.get("section")
+            if kind is None or f.name not in values:
+                continue
+            sub, at = values[f.name], f"{where}.{f.name}"
+            if not isinstance(sub, Mapping):
+                raise V.HyperparameterError(f"{at}: expected a mapping of parameter names (a sub-section), got "
+                                          f"{type(sub).__name__} {sub!r}.")
+            if isinstance(kind, type) and issubclass(kind, ExperimentConfig):
+                values[f.name] = kind.from_params(sub, where=at)
+            else:
+                values[f.name] = _solver_params(kind, f.metadata["keys"], sub, at)
+        return super().from_params(values, where=where)
+
+
+def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
+    """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same steps)."""
+    for k in keys.split():
+        if da[k] != db[k]:
+            raise ValueError(f"{owner}: {a}.{k} = {da[k]!r} and {b}.{k} = {db[k]!r} differ; the comparison runs "
+                             "both at the same values: set them equal.")
+
+
 @dataclasses.dataclass(frozen=True)
-class TutorialConfig(ExperimentConfig):
+class BAConfig(_NestedConfig):
+    """Sub-section ``ba`` of ``paper004_tutorial``: ``K`` outer steps of :func:`ba_runs`, and ``ba`` the
+    hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
+
+    K: int = param(V.INT1, "K")
+    ba: dict = solver_section(BA, "inner_steps inner_lr outer_lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig(_NestedConfig):
+    """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``K`` steps; ``ttsa`` and
+    ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and :class:`~bilevel.solvers.STABLE` (same steps,
+    Neumann series and batch: checked)."""
+
+    K: int = param(V.INT1, "K")
+    ttsa: dict = solver_section("ttsa", "inner_lr outer_lr neumann neumann_steps neumann_lr batch_size")
+    stable: dict = solver_section("stable", "inner_lr outer_lr correction neumann_steps neumann_lr batch_size")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _same("TrackingConfig", "ttsa", self.ttsa, "stable", self.stable,
+              "inner_lr outer_lr neumann_steps neumann_lr batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class MomentumConfig(_NestedConfig):
+    """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``K`` steps; ``soba``,
+    ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`, :class:`~bilevel.solvers.MASOBA`
+    and :class:`~bilevel.solvers.SUSTAIN` (same steps and batch: checked)."""
+
+    K: int = param(V.INT1, "K")
+    soba: dict = solver_section("soba", "inner_lr outer_lr linsys_lr batch_size")
+    ma_soba: dict = solver_section("ma_soba", "inner_lr outer_lr linsys_lr momentum batch_size")
+    sustain: dict = solver_section("sustain", "inner_lr outer_lr storm_weight neumann neumann_steps neumann_lr "
+                                              "batch_size")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _same("MomentumConfig", "soba", self.soba, "ma_soba", self.ma_soba, "inner_lr outer_lr linsys_lr batch_size")
+        _same("MomentumConfig", "soba", self.soba, "sustain", self.sustain, "inner_lr outer_lr batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class TutorialConfig(_NestedConfig):
     """The values of the tutorial notebook (params section ``paper004_tutorial``), one block per section
-    of the notebook: ``fd_h`` (finite differences), ``ba_*`` (:func:`ba_runs`: ``K`` outer steps,
-    ``inner_steps``), ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*``
-    (:func:`itd_cost_vs_T`), the noisy quadratic of :func:`tracking_runs` and :func:`momentum_runs`
-    (``stoch_kappa``, ``replicates``, ``batch_size``, ``neumann_steps``) with their steps ``track_*`` and
-    ``mom_*`` (each ``*_inner_lr`` / ``*_outer_lr`` is the solvers' ``inner_lr`` / ``outer_lr``; ``*_K`` the
-    outer steps) and MA-SOBA's ``momentum``, SUSTAIN's ``storm_weight``."""
+    of the notebook: ``fd_h`` (finite differences), ``ba`` (:class:`BAConfig`, :func:`ba_runs`),
+    ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*`` (:func:`itd_cost_vs_T`), the noisy
+    quadratic of :func:`tracking_runs` and :func:`momentum_runs` (``stoch_kappa``, ``replicates``) and
+    their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`),
+    whose solver sub-sections hold the solvers' own field names, passed to them unrenamed."""
 
     fd_h: float = param(V.POSITIVE, "h")
-    ba_K: int = param(V.INT1, "K")
-    ba_inner_steps: int = param(V.INT1, "T")
+    ba: BAConfig = config_section(BAConfig)
     linsys_kappa: float = param(V.at_least(1.0), "kappa")
     linsys_dim_y: int = param(V.INT1, "d_y")
     q_max: int = param(V.INT1, "Q")
@@ -315,36 +426,27 @@ class TutorialConfig(ExperimentConfig):
     itd_repeats: int = param(V.INT1)
     stoch_kappa: float = param(V.at_least(1.0), "kappa")
     replicates: int = param(V.INT1)
-    batch_size: int = param(V.INT1)
-    neumann_steps: int = param(V.INT1, "Q")
-    track_K: int = param(V.INT1, "K")
-    track_inner_lr: float = param(V.POSITIVE, "alpha")
-    track_outer_lr: float = param(V.POSITIVE, "beta")
-    mom_K: int = param(V.INT1, "K")
-    mom_inner_lr: float = param(V.POSITIVE, "alpha")
-    mom_outer_lr: float = param(V.POSITIVE, "beta")
-    momentum: float = param(V.UNIT)
-    storm_weight: float = param(V.UNIT_CLOSED)
+    tracking: TrackingConfig = config_section(TrackingConfig)
+    momentum: MomentumConfig = config_section(MomentumConfig)
     seed: int = param(V.INT0)
 
 
 def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
-    r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, same steps
-    (``cfg.track_*``; kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies, minibatch ``cfg.batch_size``).
+    r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, with the
+    hyperparameters of ``cfg.tracking`` (kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies).
 
-    All three use the truncated Neumann series with ``neumann_steps`` products
-    and step :math:`1/L`; constant steps (single timescale). Returns
-    ``(curves, final)``: per (method, k, replicate) ``inner_err_sq`` (the inner
+    TTSA and STABLE use the same steps, Neumann series and minibatch (:class:`TrackingConfig`
+    checks it); STABLE without correction is ``cfg.tracking.stable`` with ``correction=False``.
+    Returns ``(curves, final)``: per (method, k, replicate) ``inner_err_sq`` (the inner
     iterate each estimate used, against :math:`y^*(x_k)`) and per (method,
-    replicate) the final state's :math:`\|y_K - y^*(x_K)\|^2`.
+    replicate) the final state's :math:`\|y_k - y^*(x_k)\|^2`.
     """
-    K, seed = cfg.track_K, cfg.seed
+    t, seed = cfg.tracking, cfg.seed
+    K = t.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
-    common = dict(inner_lr=cfg.track_inner_lr, outer_lr=cfg.track_outer_lr, neumann_steps=cfg.neumann_steps,
-                  neumann_lr=1.0, batch_size=cfg.batch_size)
-    solvers = {"TTSA": make("ttsa", neumann="sum", **common),
-               "STABLE without correction": make("stable", correction=False, **common),
-               "STABLE": make("stable", correction=True, **common)}
+    solvers = {"TTSA": make("ttsa", **t.ttsa),
+               "STABLE without correction": make("stable", **{**t.stable, "correction": False}),
+               "STABLE": make("stable", **t.stable)}
     curves, final = [], []
     for label, s in solvers.items():
         tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
@@ -357,20 +459,17 @@ def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
 
 
 def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
-    r"""SOBA and MA-SOBA (momentum ``cfg.momentum`` on the UL direction, slides Eq. (20)), and SUSTAIN
-    with ``cfg.storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum),
-    all with the same steps ``cfg.mom_*`` on the noisy quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
-    K, inner_lr, outer_lr, momentum, storm_weight = cfg.mom_K, cfg.mom_inner_lr, cfg.mom_outer_lr, cfg.momentum, \
-        cfg.storm_weight
-    neumann_steps, batch_size, seed = cfg.neumann_steps, cfg.batch_size, cfg.seed
+    r"""SOBA and MA-SOBA (momentum on the UL direction, slides Eq. (20)), and SUSTAIN with its
+    ``storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum), with the
+    hyperparameters of ``cfg.momentum`` (same steps: :class:`MomentumConfig` checks it) on the noisy
+    quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
+    m, seed = cfg.momentum, cfg.seed
+    K = m.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
-    sus = dict(inner_lr=inner_lr, outer_lr=outer_lr, neumann="sum", neumann_steps=neumann_steps, neumann_lr=1.0,
-               batch_size=batch_size)
-    solvers = {"SOBA": make("soba", inner_lr=inner_lr, outer_lr=outer_lr, linsys_lr=1.0, batch_size=batch_size),
-               "MA-SOBA": make("ma_soba", inner_lr=inner_lr, outer_lr=outer_lr, linsys_lr=1.0,
-                               momentum=momentum, batch_size=batch_size),
-               "SUSTAIN, no momentum (weight 1)": make("sustain", storm_weight=1.0, **sus),
-               "SUSTAIN": make("sustain", storm_weight=storm_weight, **sus)}
+    solvers = {"SOBA": make("soba", **m.soba),
+               "MA-SOBA": make("ma_soba", **m.ma_soba),
+               "SUSTAIN, no momentum (weight 1)": make("sustain", **{**m.sustain, "storm_weight": 1.0}),
+               "SUSTAIN": make("sustain", **m.sustain)}
     out = []
     for label, s in solvers.items():
         tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
