@@ -182,3 +182,57 @@ def test_ratio_interval_detects_a_real_difference_and_not_a_fake_one():
     assert hi < 1 and lo <= r <= hi
     r, lo, hi = paper004.ratio_interval(df, "v", 10, "a", "c")
     assert lo < 1 < hi
+
+
+def _tutorial_values():
+    import copy
+
+    from bilevel.notebook import load_params
+    return copy.deepcopy(vars(load_params("paper004_tutorial", "smoke")))
+
+
+def test_tutorial_solver_sections_use_the_solvers_field_names_unrenamed(monkeypatch):
+    cfg = paper004.TutorialConfig.from_params(_tutorial_values(), where="s")
+    assert cfg.tracking.ttsa["inner_lr"] == 0.1 and cfg.momentum.ma_soba["momentum"] == 0.9
+    built = {}
+    real = paper004.make
+
+    def spy(name, **kw):
+        built.setdefault(name, []).append(kw)
+        return real(name, **kw)
+
+    def stop(*a, **k):
+        raise StopIteration
+    monkeypatch.setattr(paper004, "make", spy)
+    monkeypatch.setattr(paper004, "run", stop)
+    with pytest.raises(StopIteration):
+        paper004.tracking_runs(cfg)
+    with pytest.raises(StopIteration):
+        paper004.momentum_runs(cfg)
+    assert built["ttsa"] == [cfg.tracking.ttsa]
+    assert built["stable"] == [{**cfg.tracking.stable, "correction": False}, cfg.tracking.stable]
+    assert built["soba"] == [cfg.momentum.soba] and built["ma_soba"] == [cfg.momentum.ma_soba]
+    assert built["sustain"] == [{**cfg.momentum.sustain, "storm_weight": 1.0}, cfg.momentum.sustain]
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda v: v["tracking"]["ttsa"].update(track_inner_lr=0.1), "UnknownParameterError",
+     r"s\.tracking\.ttsa: unknown parameter\(s\) \['track_inner_lr'\] for TTSA"),
+    (lambda v: v["momentum"]["sustain"].pop("storm_weight"), "UnknownParameterError",
+     r"s\.momentum\.sustain: missing parameter\(s\) \['storm_weight'\] for SUSTAIN"),
+    (lambda v: v["ba"].update(inner_steps=20), "UnknownParameterError",
+     r"s\.ba: unknown parameter\(s\) \['inner_steps'\] for BAConfig"),
+    (lambda v: v["tracking"].pop("K"), "UnknownParameterError", r"s\.tracking: missing parameter\(s\) \['K'\]"),
+    (lambda v: v.pop("momentum"), "UnknownParameterError", r"s: missing parameter\(s\) \['momentum'\]"),
+    (lambda v: v["tracking"]["stable"].update(neumann_lr=-1.0), "HyperparameterError",
+     r"s\.tracking\.stable: STABLE: neumann_lr"),
+    (lambda v: v["tracking"]["stable"].update(outer_lr=0.2), "HyperparameterError",
+     r"s\.tracking: TrackingConfig: ttsa\.outer_lr = 0\.3 and stable\.outer_lr = 0\.2 differ"),
+    (lambda v: v["momentum"].update(soba=0.3), "HyperparameterError", r"s\.momentum\.soba: expected a mapping"),
+])
+def test_tutorial_config_names_the_bad_key_and_its_section(edit, error, message):
+    from bilevel import notebook
+    values = _tutorial_values()
+    edit(values)
+    with pytest.raises(getattr(notebook, error), match=message):
+        paper004.TutorialConfig.from_params(values, where="s")
