@@ -101,14 +101,19 @@ def closed_form(method, prob, K, a, eta, b, h, bb, c):
     return time.perf_counter() - t0, x
 
 
-def lib_loop(solver, prob, K):
+def timed_steps(solver, prob, K):
+    """``(seconds, state)`` of K library steps of ``solver`` on ``prob`` (seed 0), init not timed."""
     o = bl.oracles.Oracles(prob, seed=0)
     gen = torch.Generator().manual_seed(0)
     st = solver.init(prob, o, gen)
     t0 = time.perf_counter()
     for _ in range(K):
         st, _ = solver.step(st, o, gen)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, st
+
+
+def lib_loop(solver, prob, K):
+    return timed_steps(solver, prob, K)[0]
 
 
 @contextlib.contextmanager
@@ -136,17 +141,9 @@ def lib_xleaf_loop(solver, prob, K):
 
 def xleaf_identical(prob, K: int = 20) -> bool:
     """AID's iterates after K steps with and without :func:`curvature_with_x`, compared bit for bit."""
-    def final():
-        s = solver_for("AID")
-        o = bl.oracles.Oracles(prob, seed=0)
-        gen = torch.Generator().manual_seed(0)
-        st = s.init(prob, o, gen)
-        for _ in range(K):
-            st, _ = s.step(st, o, gen)
-        return st
-    a = final()
+    a = timed_steps(solver_for("AID"), prob, K)[1]
     with curvature_with_x():
-        b = final()
+        b = timed_steps(solver_for("AID"), prob, K)[1]
     return all(torch.equal(u, w) for u, w in ((a.x, b.x), (a.y, b.y), (a.v, b.v)))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ import torch
 import bilevel as bl
 
 from . import save_rows
+from .scaling import timed_steps
 
 SOLVERS = {
     "SOBA": dict(inner_lr=0.1, outer_lr=0.1, batch_size=64),
@@ -70,14 +70,7 @@ def problems(d: int = 100, n: int = 1024, seed: int = 0):
     return full, dataclasses.replace(full, g=g_y_terms), summed
 
 
-def run(solver, prob, K):
-    o = bl.oracles.Oracles(prob, seed=0)
-    gen = torch.Generator().manual_seed(0)
-    st = solver.init(prob, o, gen)
-    t0 = time.perf_counter()
-    for _ in range(K):
-        st, _ = solver.step(st, o, gen)
-    return time.perf_counter() - t0, st
+run = timed_steps                        # (seconds, state) of K library steps
 
 
 def main(argv=None):

@@ -14,13 +14,7 @@ from benchmarks.solver_table import separable_quadratic
 
 
 def _lib(method, p, K):
-    s = scaling.solver_for(method)
-    o = bl.oracles.Oracles(p, seed=0)
-    gen = torch.Generator().manual_seed(0)
-    st = s.init(p, o, gen)
-    for _ in range(K):
-        st, _ = s.step(st, o, gen)
-    return st
+    return scaling.timed_steps(scaling.solver_for(method), p, K)[1]
 
 
 @pytest.mark.parametrize("method", ["AID", "ITD", "SOBA"])
