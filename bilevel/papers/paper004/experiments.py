@@ -439,7 +439,7 @@ def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
     checks it); STABLE without correction is ``cfg.tracking.stable`` with ``correction=False``.
     Returns ``(curves, final)``: per (method, k, replicate) ``inner_err_sq`` (the inner
     iterate each estimate used, against :math:`y^*(x_k)`) and per (method,
-    replicate) the final state's :math:`\|y_k - y^*(x_k)\|^2`.
+    replicate) the final state's :math:`\|y_K - y^*(x_K)\|^2`.
     """
     t, seed = cfg.tracking, cfg.seed
     K = t.K
