@@ -89,9 +89,9 @@ def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
     fx, fy = o.grad_f(x, y, batch)
     curv = o.curvature(x, y, batch, with_x=True)   # Q products, then the jvp: one graph
     if linsys == "cg":
-        v = linsolve.UNCHECKED["cg"](curv.hvp, fy, v0, steps=steps, blocks=o.problem.blocks)
+        v = linsolve.cg(curv.hvp, fy, v0, steps=steps, blocks=o.problem.blocks, check=False)
     else:
-        v = linsolve.UNCHECKED[linsys](curv.hvp, fy, v0, steps=steps, lr=lr)
+        v = linsolve.SOLVERS[linsys](curv.hvp, fy, v0, steps=steps, lr=lr, check=False)
     if not bool(torch.isfinite(v).all()):
         _check_solution(o, x, y, fy, v, linsys, steps, lr)
     grad = fx - curv.jvp(v)

@@ -31,26 +31,25 @@ from . import _validate as V
 from .blocks import Blocks
 from .errors import LinearSolveError
 
-__all__ = ["gd", "cg", "neumann", "solve", "SOLVERS", "UNCHECKED"]
+__all__ = ["gd", "cg", "neumann", "solve", "SOLVERS"]
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
 def gd(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
-       steps: int, lr: float) -> torch.Tensor:
+       steps: int, lr: float, check: bool = True) -> torch.Tensor:
     r"""``steps`` gradient steps :math:`v \leftarrow v - \eta(Hv - b)`.
+
+    ``check=False`` skips the argument checks (inner loops whose arguments were checked once).
 
     >>> import torch
     >>> H = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
     >>> gd(lambda v: H @ v, torch.ones(2, dtype=torch.float64), steps=200, lr=0.4)
     tensor([1.0000, 0.5000], dtype=torch.float64)
     """
-    V.nonneg_int("gd", "steps", steps)
-    lr = V.step_size("gd", "lr (linsys_lr)", lr)
-    return _gd(matvec, b, x0, steps=steps, lr=lr)
-
-
-def _gd(matvec, b, x0=None, *, steps, lr):
+    if check:
+        V.nonneg_int("gd", "steps", steps)
+        lr = V.step_size("gd", "lr (linsys_lr)", lr)
     v = torch.zeros_like(b) if x0 is None else x0
     for _ in range(steps):
         v = v - lr * (matvec(v) - b)
@@ -58,22 +57,20 @@ def _gd(matvec, b, x0=None, *, steps, lr):
 
 
 def neumann(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
-            steps: int, lr: float) -> torch.Tensor:
+            steps: int, lr: float, check: bool = True) -> torch.Tensor:
     r"""Truncated Neumann series :math:`H^{-1} \approx \eta\sum_{q=0}^{Q}(I-\eta H)^q`.
 
     From ``x0`` the series corrects the residual :math:`r_0 = b - H x_0`.
+    ``check=False`` skips the argument checks.
 
     >>> import torch
     >>> H = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
     >>> neumann(lambda v: H @ v, torch.ones(2, dtype=torch.float64), steps=200, lr=0.4)
     tensor([1.0000, 0.5000], dtype=torch.float64)
     """
-    V.nonneg_int("neumann", "steps", steps)
-    lr = V.step_size("neumann", "lr (linsys_lr)", lr)
-    return _neumann(matvec, b, x0, steps=steps, lr=lr)
-
-
-def _neumann(matvec, b, x0=None, *, steps, lr):
+    if check:
+        V.nonneg_int("neumann", "steps", steps)
+        lr = V.step_size("neumann", "lr (linsys_lr)", lr)
     r = b if x0 is None else b - matvec(x0)
     p = lr * r                      # p_q = (I - eta H)^q eta r
     v = p
@@ -85,12 +82,13 @@ def _neumann(matvec, b, x0=None, *, steps, lr):
 
 def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
        steps: int, lr: float | None = None, tol: float = 1e-12,
-       blocks: Blocks | None = None) -> torch.Tensor:
+       blocks: Blocks | None = None, check: bool = True) -> torch.Tensor:
     r"""Conjugate gradient for symmetric positive definite ``H``.
 
     Stops after ``steps`` iterations or when :math:`\|r\| \le tol\,\|b\|`
     (the stopping test reads one norm per iteration: a host synchronisation
     on CUDA). ``lr`` is ignored (accepted for a uniform signature).
+    ``check=False`` skips the argument checks.
 
     ``blocks`` (a :class:`~bilevel.blocks.Blocks` whose ``y`` slices partition
     ``b``, for block-diagonal ``H`` such as the :math:`H_{yy}` of a
@@ -113,27 +111,11 @@ def cg(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     >>> cg(lambda v: H @ v, torch.tensor([1.0, 2.0], dtype=torch.float64), steps=10)
     tensor([0.2000, 0.6000], dtype=torch.float64)
     """
-    V.nonneg_int("cg", "steps", steps)
-    if blocks is not None and blocks.batched and blocks.size("y") != b.numel():
-        raise ValueError(f"cg: blocks cover {blocks.size('y')} coordinates (their y slices), b has {b.numel()}.")
-    return _cg(matvec, b, x0, steps=steps, tol=tol, blocks=blocks)
-
-
-def _nonpositive(php, pp, hphp, eps):
-    """``p^T H p <= eps |p| |Hp|`` (finite values only: NaN/Inf are reported by the caller's checks)."""
-    return torch.isfinite(php) & (php <= eps * torch.sqrt(pp) * torch.sqrt(hphp))
-
-
-def _not_pd(php, pp, hphp, k, block=None):
-    where = f" in block {block}" if block is not None else ""
-    return LinearSolveError(
-        f"CG met non-positive curvature p^T H p = {php:.4g} (|p|^2 = {pp:.4g}, |Hp|^2 = {hphp:.4g}) "
-        f"at iteration {k}{where}: H is not positive definite. In an implicit hypergradient H is the "
-        "inner Hessian H_yy = d^2 g/dy^2 at this (x, y); g must be strongly convex in y "
-        "(fix g, or use linsys='gd'/'neumann' with a small linsys_lr).", k, php, block)
-
-
-def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, blocks=None):
+    if check:
+        V.nonneg_int("cg", "steps", steps)
+        if blocks is not None and blocks.batched and blocks.size("y") != b.numel():
+            raise ValueError(f"cg: blocks cover {blocks.size('y')} coordinates (their y slices), "
+                             f"b has {b.numel()}.")
     if x0 is None:
         v = torch.zeros_like(b)
         r = b.clone()
@@ -160,6 +142,7 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, blocks=None):
             p = r + (rr_new / rr) * p
             rr = rr_new
         return v
+
     def dot(a, c):
         return blocks.dot(a, c, "y")
 
@@ -186,10 +169,21 @@ def _cg(matvec, b, x0=None, *, steps, lr=None, tol=1e-12, blocks=None):
     return v
 
 
+def _nonpositive(php, pp, hphp, eps):
+    """``p^T H p <= eps |p| |Hp|`` (finite values only: NaN/Inf are reported by the caller's checks)."""
+    return torch.isfinite(php) & (php <= eps * torch.sqrt(pp) * torch.sqrt(hphp))
+
+
+def _not_pd(php, pp, hphp, k, block=None):
+    where = f" in block {block}" if block is not None else ""
+    return LinearSolveError(
+        f"CG met non-positive curvature p^T H p = {php:.4g} (|p|^2 = {pp:.4g}, |Hp|^2 = {hphp:.4g}) "
+        f"at iteration {k}{where}: H is not positive definite. In an implicit hypergradient H is the "
+        "inner Hessian H_yy = d^2 g/dy^2 at this (x, y); g must be strongly convex in y "
+        "(fix g, or use linsys='gd'/'neumann' with a small linsys_lr).", k, php, block)
+
+
 SOLVERS = {"gd": gd, "cg": cg, "neumann": neumann}
-#: the same solvers without argument checks (the solvers' inner loop; arguments were checked once)
-#: the solvers without argument checks, by name: for inner loops whose arguments were checked once
-UNCHECKED = {"gd": _gd, "cg": _cg, "neumann": _neumann}
 
 
 def solve(method: str, matvec: MatVec, b: torch.Tensor, x0=None, *, steps: int,

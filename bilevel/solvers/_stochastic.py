@@ -65,7 +65,7 @@ def curvatures(o, x, y, batches: Sequence, jvp: int | None = None) -> list:
         with_x = i == jvp
         if b is None:
             if shared is None:
-                shared = o.curvature(x, y, with_x=with_x or (jvp is not None and batches[jvp] is None))
+                shared = o.curvature(x, y, with_x=jvp is not None and batches[jvp] is None)
             out.append(shared)
         else:
             out.append(o.curvature(x, y, b, with_x=with_x))
