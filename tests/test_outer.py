@@ -141,7 +141,7 @@ def test_itd_guard_names_the_outer_iterate():
 
 @pytest.fixture(scope="module")
 def mnist64():
-    return hyperparam.mnist_splits(60, 40, 30, source="fixture", dtype=torch.float64)
+    return hyperparam.mnist_splits(60, 40, 30, origin="fixture", dtype=torch.float64)
 
 
 def test_stable_step_keeps_aid_stable_where_a_fixed_step_explodes(mnist64):

@@ -21,7 +21,7 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def split():
-    return FL.space_ga_split(120, 80, seed=3, source="fixture")
+    return FL.space_ga_split(120, 80, seed=3, origin="fixture")
 
 
 def rand_like(t, seed):
@@ -37,7 +37,7 @@ def test_split_is_standardised_and_disjoint(split):
     assert abs(split.t.mean()) < 1e-12 and abs(split.t.std() - 1) < 1e-12
     assert split.meta["n_features"] == 5
     with pytest.raises(ValueError, match="cannot draw"):
-        FL.space_ga_split(700, 200, source="fixture")
+        FL.space_ga_split(700, 200, origin="fixture")
 
 
 @pytest.mark.parametrize("control", ["uniform", "top"])
@@ -87,7 +87,7 @@ def test_y_star_solves_the_inner_problem_and_grad_phi_matches_finite_differences
 
 
 def test_grid_blocks_equal_separate_problems_and_itd_runs(split):
-    other = FL.space_ga_split(120, 80, seed=4, source="fixture")
+    other = FL.space_ga_split(120, 80, seed=4, origin="fixture")
     kap = [2.0, 7.0]
     stacked = FL.grid([split, other], kap, width=8, init_seeds=[3, 4], labels=kap)
     singles = [FL.grid([s], [k], width=8, init_seeds=[sd]) for s, k, sd in zip([split, other], kap, [3, 4])]
@@ -141,7 +141,7 @@ def test_corrupt_labels_exact_fraction_and_always_wrong():
 
 
 def test_mnist_reweighting_problem_shapes_metrics_and_losses():
-    p = RW.mnist(n_train=60, n_val=30, n_test=20, hidden=8, seed=2, source="fixture")
+    p = RW.mnist(n_train=60, n_val=30, n_test=20, hidden=8, seed=2, origin="fixture")
     assert p.dim_x == 60 and p.dim_y == 784 * 8 + 8 + 8 * 10 + 10 and p.info["n_params"] == p.dim_y
     assert int(p.info["flipped"].sum()) == 12
     assert set(p.metrics) >= {"val_loss", "val_acc", "test_loss", "test_acc", "flip_precision", "flip_auc"}
@@ -153,12 +153,12 @@ def test_mnist_reweighting_problem_shapes_metrics_and_losses():
     assert 0 <= p.metrics["val_acc"](p.x0, p.y0) <= 1
     assert mlp_logits(p.y0, torch.zeros(3, 784), shapes).shape == (3, 10)
     # deterministic under the seed
-    q = RW.mnist(n_train=60, n_val=30, n_test=20, hidden=8, seed=2, source="fixture")
+    q = RW.mnist(n_train=60, n_val=30, n_test=20, hidden=8, seed=2, origin="fixture")
     assert torch.equal(p.y0, q.y0) and (p.info["flipped"] == q.info["flipped"]).all()
 
 
 def test_reweighting_functions_are_torch_func_friendly():
-    p = RW.mnist(n_train=20, n_val=10, n_test=0, hidden=4, seed=0, source="fixture", dtype=F64)
+    p = RW.mnist(n_train=20, n_val=10, n_test=0, hidden=4, seed=0, origin="fixture", dtype=F64)
     x = 0.3 * rand_like(p.x0, 1)
     y = p.y0
     gy_func = torch.func.grad(p.g, argnums=1)(x, y)
@@ -170,7 +170,7 @@ def test_reweighting_functions_are_torch_func_friendly():
 
 
 def test_reweighting_weight_change_metrics():
-    p = RW.mnist(n_train=40, n_val=20, n_test=0, hidden=4, seed=0, source="fixture")
+    p = RW.mnist(n_train=40, n_val=20, n_test=0, hidden=4, seed=0, origin="fixture")
     assert p.metrics["logit_change_max"](p.x0, p.y0) == 0.0 and p.metrics["weight_change_max"](p.x0, p.y0) == 0.0
     x = p.x0.clone()
     x[3] = -2.0
@@ -180,7 +180,7 @@ def test_reweighting_weight_change_metrics():
 
 def test_plain_gd_at_the_papers_outer_lr_leaves_the_weights_at_one_half_and_adam_moves_them():
     """The 1/n-averaged hypergradient is tiny: 1e-3 plain steps barely move x; Adam moves each logit ~1e-3 a step (|m|/sqrt(s) can slightly exceed 1)."""
-    p = RW.mnist(n_train=100, n_val=50, n_test=0, hidden=8, seed=0, source="fixture")
+    p = RW.mnist(n_train=100, n_val=50, n_test=0, hidden=8, seed=0, origin="fixture")
     kw = dict(inner_steps=1, inner_lr=0.05, outer_lr=1e-3)
     gd = bl.run(bl.solvers.ITD(**kw), p, steps=20, eval_every=20)
     adam = bl.run(bl.solvers.ITD(outer_optimizer="adam", **kw), p, steps=20, eval_every=20)
@@ -203,7 +203,7 @@ def test_weight_diagnostics():
 
 def test_itd_step_on_reweighting_moves_weights_of_corrupted_samples_down():
     """A few single-loop ITD steps with a large outer step already rank corrupted samples lower."""
-    p = RW.mnist(n_train=200, n_val=100, n_test=0, hidden=16, seed=0, source="fixture")
+    p = RW.mnist(n_train=200, n_val=100, n_test=0, hidden=16, seed=0, origin="fixture")
     tr = bl.run(bl.solvers.ITD(inner_steps=1, inner_lr=0.05, outer_lr=1000.0), p, steps=30, eval_every=10)
     assert tr.flip_auc.iloc[-1] > 0.6
     assert tr.flip_weight_corrupted.iloc[-1] < tr.flip_weight_clean.iloc[-1]

@@ -29,12 +29,12 @@ def test_flip_mask_reproducible_and_never_the_true_label():
 
 
 def test_snli_problem_mask_shared_across_init_seeds():
-    p0 = snli(n_train=60, n_val=30, n_test=20, hidden=4, layers=1, seed=0, source="fixture")
-    p1 = snli(n_train=60, n_val=30, n_test=20, hidden=4, layers=1, seed=1, source="fixture")
+    p0 = snli(n_train=60, n_val=30, n_test=20, hidden=4, layers=1, seed=0, origin="fixture")
+    p1 = snli(n_train=60, n_val=30, n_test=20, hidden=4, layers=1, seed=1, origin="fixture")
     assert np.array_equal(p0.info["flipped"], p1.info["flipped"])
     assert not torch.equal(p0.y0, p1.y0)
     with pytest.raises(ValueError, match="cannot take"):
-        snli(n_train=10 ** 6, hidden=4, layers=1, source="fixture")
+        snli(n_train=10 ** 6, hidden=4, layers=1, origin="fixture")
 
 
 # -- hypergradient vs finite differences (float64, tiny RNN) -----------------------------------
@@ -94,7 +94,7 @@ def test_hypergradient_matches_finite_differences_tiny_rnn():
 
 @pytest.mark.parametrize("method", H.METHODS)
 def test_method_deterministic_under_seed(method):
-    prob = snli(n_train=64, n_val=32, n_test=16, hidden=4, layers=1, max_tokens=6, source="fixture")
+    prob = snli(n_train=64, n_val=32, n_test=16, hidden=4, layers=1, max_tokens=6, origin="fixture")
     solver = H.make_solver(method, batch_size=16, checkpoint_batch_size=32)
     a = bl.run(solver, prob, steps=4, eval_every=1, seed=3)
     b = bl.run(solver, prob, steps=4, eval_every=1, seed=3)

@@ -45,7 +45,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def mnist64():
     """A tiny float64 slice of the committed MNIST fixture."""
-    return hyperparam.mnist_splits(60, 40, 30, source="fixture", dtype=torch.float64)
+    return hyperparam.mnist_splits(60, 40, 30, origin="fixture", dtype=torch.float64)
 
 
 def _fd_check(fn, z, direction, grad, eps=1e-6, rtol=1e-5):
@@ -64,11 +64,11 @@ def _rand(n, seed):
 def test_mnist_splits_sizes_and_normalization(mnist64):
     assert mnist64.sizes == {"train": 60, "val": 40, "test": 30}
     from bilevel.data import load_mnist
-    raw = load_mnist("train", source="fixture")
+    raw = load_mnist("train", origin="fixture")
     want = (raw.x[60:100].reshape(40, -1) / 255.0 - 0.1307) / 0.3081
     assert np.allclose(mnist64.x_val.numpy(), want, atol=1e-6)
     with pytest.raises(ValueError, match="exceeds"):
-        hyperparam.mnist_splits(900, 200, source="fixture")
+        hyperparam.mnist_splits(900, 200, origin="fixture")
 
 
 @pytest.mark.parametrize("per_parameter", [False, True])
@@ -238,7 +238,7 @@ def _drop_time(df):
 
 
 def test_tiny_mnist_runs_of_every_variant_are_deterministic():
-    data = hyperparam.mnist_splits(80, 40, 40, source="fixture")
+    data = hyperparam.mnist_splits(80, 40, 40, origin="fixture")
     cfg = mnist_cfg(AID_VARIANTS + ITD_VARIANTS, curve_points=5)
     a, sa = paper003.mnist_runs(cfg, data=data)
     b, sb = paper003.mnist_runs(cfg, data=data)

@@ -24,7 +24,7 @@ Typical use::
 
     from bilevel.data import load_mnist
     train = load_mnist("train")                 # verified against mnist.json
-    smoke = load_mnist("train", source="fixture")  # committed 1,000 images, no network
+    smoke = load_mnist("train", origin="fixture")  # committed 1,000 images, no network
 
 Downloads are cached in ``$BILEVEL_DATA_CACHE`` (default ``<repo>/data/cache``).
 Failures raise :class:`DataError`. This package imports numpy only (pyarrow is

@@ -40,7 +40,7 @@ DATASETS: Mapping[str, types.ModuleType] = {"mnist": mnist, "space_ga": space_ga
 #: or ``registry``: only those.
 ORIGINS = ("auto", "canonical", "registry")
 #: Environment variable with the origin used when a loader with
-#: ``source="auto"`` finds no processed file and has to prepare one.
+#: ``origin="auto"`` finds no processed file and has to prepare one.
 ORIGIN_ENV = "BILEVEL_DATA_ORIGIN"
 FORMAT_VERSION = 1
 
@@ -204,10 +204,10 @@ def _verified(name: str, npz: Path, want_sha: str, where: str, hint: str) -> Non
                         actual=got, hint=hint)
 
 
-def _resolve(name: str, source: str | os.PathLike, cache: str | os.PathLike | None,
+def _resolve(name: str, origin: str | os.PathLike, cache: str | os.PathLike | None,
              embedding: str) -> tuple[Path, dict]:
-    """Path of a verified npz for ``source`` and its metadata."""
-    if isinstance(source, str) and source == "fixture":
+    """Path of a verified npz for ``origin`` and its metadata."""
+    if isinstance(origin, str) and origin == "fixture":
         folder = default_fixture_dir()
         manifest = folder / "fixtures.json"
         if not manifest.is_file():
@@ -222,17 +222,22 @@ def _resolve(name: str, source: str | os.PathLike, cache: str | os.PathLike | No
         _verified(name, npz, meta["npz"]["sha256"], str(manifest),
                   hint="restore the committed fixture (git checkout -- data/fixtures)")
         return npz, meta
-    if isinstance(source, str) and source == "auto":
+    if isinstance(origin, str) and origin in ORIGINS:
+        want = None if origin == "auto" else origin      # "registry"/"canonical": a copy of that origin
         for folder in (default_processed_dir(), cache_dir(cache) / "processed"):
             npz = folder / f"{name}.npz"
-            if npz.is_file() and npz.with_suffix(".json").is_file():
+            meta_path = npz.with_suffix(".json")
+            if npz.is_file() and meta_path.is_file() and want in (None, _json_load(meta_path).get("origin")):
                 break
         else:
-            origin = os.environ.get(ORIGIN_ENV, "auto")
-            npz = prepare(name, cache_dir(cache) / "processed", origin=origin, cache=cache,
-                          embedding=embedding).npz
+            npz = prepare(name, cache_dir(cache) / "processed", origin=want or os.environ.get(ORIGIN_ENV, "auto"),
+                          cache=cache, embedding=embedding).npz
     else:
-        npz = Path(source)
+        npz = Path(origin)
+        if not npz.exists():
+            raise DataError(name, f"origin={str(origin)!r}", "neither an origin nor an existing path",
+                            expected=["fixture", *ORIGINS, "a processed .npz or its directory"],
+                            actual=str(origin), hint="pass origin='auto' (or fix the path)")
         if npz.is_dir():
             npz = npz / f"{name}.npz"
     meta_path = npz.with_suffix(".json")
@@ -257,33 +262,37 @@ def _check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
                         actual=split, hint="use one of the expected splits")
 
 
-def load_mnist(split: str = "train", source: str | os.PathLike = "auto", *,
+def load_mnist(split: str = "train", origin: str | os.PathLike = "auto", *,
                cache: str | os.PathLike | None = None) -> ArraySplit:
     """MNIST images and labels.
 
     Args:
       split: ``"train"`` (60,000; fixture 1,000) or ``"test"`` (10,000; fixture 500).
-      source: ``"auto"`` (``data/processed/mnist.npz``, else the cache's
+      origin: ``"auto"`` (``data/processed/mnist.npz``, else the cache's
         processed copy, else :func:`prepare` into the cache with origin
-        ``$BILEVEL_DATA_ORIGIN`` or ``auto``), ``"fixture"`` (committed, no
-        network), or a path to a processed ``mnist.npz`` or its directory.
+        ``$BILEVEL_DATA_ORIGIN`` or ``auto``), ``"registry"`` / ``"canonical"``
+        (the same, but only a processed copy of that origin is taken, and
+        :func:`prepare` runs with it: the values of the data stages' ``origin``),
+        ``"fixture"`` (committed, no network), or a path to a processed
+        ``mnist.npz`` or its directory. The experiments' ``origin`` parameter is
+        passed here.
       cache: download cache override.
 
     Returns:
       :class:`ArraySplit` with ``x`` ``uint8 (n, 28, 28)``, ``y`` ``int64 (n,)``.
 
-    >>> s = load_mnist("test", source="fixture")
+    >>> s = load_mnist("test", origin="fixture")
     >>> s.x.shape, s.x.dtype.name, s.y[:10].tolist()
     ((500, 28, 28), 'uint8', [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
     """
     _check_split("mnist", split, ("train", "test"))
-    npz, meta = _resolve("mnist", source, cache, "")
+    npz, meta = _resolve("mnist", origin, cache, "")
     with np.load(npz, allow_pickle=False) as z:
         x, y = z[f"x_{split}"], z[f"y_{split}"].astype(np.int64)
     return ArraySplit(x, y, _split_meta(meta, npz, split))
 
 
-def load_space_ga(split: str = "all", source: str | os.PathLike = "auto", *,
+def load_space_ga(split: str = "all", origin: str | os.PathLike = "auto", *,
                   cache: str | os.PathLike | None = None) -> ArraySplit:
     """space_ga regression data (or its 5-feature elect80 stand-in).
 
@@ -293,17 +302,17 @@ def load_space_ga(split: str = "all", source: str | os.PathLike = "auto", *,
     was prepared (6 LIBSVM features or the 5-feature stand-in, see
     :mod:`bilevel.data.space_ga`); ``meta["substitutions"]`` says why.
 
-    >>> s = load_space_ga(source="fixture")
+    >>> s = load_space_ga(origin="fixture")
     >>> s.x.shape, s.meta["feature_names"][:2]
     ((777, 5), ['ln_pc_college', 'ln_pc_homeownership'])
     """
     _check_split("space_ga", split, ("all",))
-    npz, meta = _resolve("space_ga", source, cache, "")
+    npz, meta = _resolve("space_ga", origin, cache, "")
     arrays = read_npz(npz)
     return ArraySplit(arrays["x"], arrays["y"], _split_meta(meta, npz, split))
 
 
-def load_snli(split: str = "train", source: str | os.PathLike = "auto", *,
+def load_snli(split: str = "train", origin: str | os.PathLike = "auto", *,
               cache: str | os.PathLike | None = None,
               embedding: str = "glove-6b-50d") -> SNLISplit:
     """SNLI pairs as token ids, with the word vectors of the vocabulary.
@@ -313,15 +322,15 @@ def load_snli(split: str = "train", source: str | os.PathLike = "auto", *,
         train and dev come from the first 100,000 canonical training pairs
         (see :func:`bilevel.data.snli.carve_dev`) and test is the canonical test split; see
         :mod:`bilevel.data.snli`.
-      source: as in :func:`load_mnist`.
-      embedding: used only if ``source="auto"`` has to prepare the data.
+      origin: as in :func:`load_mnist`.
+      embedding: used only if ``origin="auto"`` has to prepare the data.
 
-    >>> s = load_snli("dev", source="fixture")
+    >>> s = load_snli("dev", origin="fixture")
     >>> len(s), s.vectors.shape[1], s.vocab[:2].tolist()
     (100, 50, ['<pad>', '<unk>'])
     """
     _check_split("snli", split, ("train", "dev", "test"))
-    npz, meta = _resolve("snli", source, cache, embedding)
+    npz, meta = _resolve("snli", origin, cache, embedding)
     with np.load(npz, allow_pickle=False) as z:
         parts = {k: z[f"{split}_{k}"] for k in ("premise", "premise_lengths", "hypothesis",
                                                  "hypothesis_lengths", "labels", "pair_ids")}

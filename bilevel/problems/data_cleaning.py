@@ -254,7 +254,7 @@ def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[t
 
 def snli(n_train: int = 10000, n_val: int = 10000, n_test: int | None = None, flip_rate: float = 0.2,
          hidden: int = 4096, layers: int = 2, reg: float = 1e-4, p: float = 2.0, x0: float = 1.0,
-         noise_seed: int = 0, seed: int = 0, max_tokens: int | None = None, source="auto",
+         noise_seed: int = 0, seed: int = 0, max_tokens: int | None = None, origin="auto",
          dtype=torch.float32, device="cpu", eval_chunk: int = 1000) -> Problem:
     r"""Paper 002's hyper-cleaning of an RNN on noisy SNLI (Figure 4, App. E.2; setups.md A.5).
 
@@ -269,16 +269,16 @@ def snli(n_train: int = 10000, n_val: int = 10000, n_test: int | None = None, fl
     every sentence (a cost cut for CPU profiles; the paper keeps whole
     sentences). ``info["flipped"]`` is the training flip mask.
 
-    >>> prob = snli(n_train=40, n_val=20, n_test=20, hidden=8, layers=1, source="fixture")
+    >>> prob = snli(n_train=40, n_val=20, n_test=20, hidden=8, layers=1, origin="fixture")
     >>> prob.dim_x, prob.dim_y, int(prob.info["flipped"].sum())
     (40, 579, 8)
     """
     from ..data import load_snli
     splits = {}
     for split, k in (("train", n_train), ("dev", n_val), ("test", n_test)):
-        s = load_snli(split, source=source)
+        s = load_snli(split, origin=origin)
         if k is not None and k > len(s):
-            raise ValueError(f"snli: the {split} split ({source}) has {len(s)} pairs; cannot take {k}. "
+            raise ValueError(f"snli: the {split} split ({origin}) has {len(s)} pairs; cannot take {k}. "
                              "Lower n_train / n_val / n_test or prepare the full data (dvc repro prepare_snli).")
         splits[split] = (s, len(s) if k is None else k)
     vec = torch.as_tensor(splits["train"][0].vectors, dtype=dtype, device=device)

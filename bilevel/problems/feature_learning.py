@@ -73,7 +73,7 @@ class FeatureData:
     meta: dict
 
 
-def space_ga_split(n_train: int = 500, n_val: int = 500, seed: int = 0, source="auto") -> FeatureData:
+def space_ga_split(n_train: int = 500, n_val: int = 500, seed: int = 0, origin="auto") -> FeatureData:
     """A random train/validation split of space_ga, standardised with the training statistics.
 
     Rows are drawn without replacement by ``numpy.random.default_rng(seed)``;
@@ -81,10 +81,10 @@ def space_ga_split(n_train: int = 500, n_val: int = 500, seed: int = 0, source="
     mean and standard deviation (paper 001 does not state its preprocessing).
     """
     from ..data import load_space_ga
-    data = load_space_ga(source=source)
+    data = load_space_ga(origin=origin)
     n = len(data)
     if n_train + n_val > n:
-        raise ValueError(f"space_ga ({source}) has {n} rows; cannot draw {n_train} + {n_val}.")
+        raise ValueError(f"space_ga ({origin}) has {n} rows; cannot draw {n_train} + {n_val}.")
     perm = np.random.default_rng(seed).permutation(n)
     tr, va = perm[:n_train], perm[n_train:n_train + n_val]
     X, t = data.x[tr].astype(np.float64), data.y[tr].astype(np.float64)
@@ -135,7 +135,7 @@ def grid(splits: Sequence[FeatureData], kappas: Sequence[float], width: int = 12
     moves with :math:`x`), ``kappa_drift_max`` / ``kappa_drift_min`` =
     :math:`\max_b / \min_b\ \kappa_b(x)/\kappa_b(x_0)`.
 
-    >>> s = space_ga_split(60, 40, seed=0, source="fixture")
+    >>> s = space_ga_split(60, 40, seed=0, origin="fixture")
     >>> p = grid([s, s], kappas=[2.0, 10.0], width=16)
     >>> [round(b["kappa0"], 6) for b in p.info["blocks"]]
     [2.0, 10.0]
@@ -287,12 +287,12 @@ def _top_singular_map(X: torch.Tensor, W0: torch.Tensor, kappa: float, ridge: fl
 
 
 def space_ga(kappa: float, seed: int = 0, n_train: int = 500, n_val: int = 500, width: int = 128,
-             ridge: float = 1.0, source="auto", dtype=torch.float64, device="cpu") -> Problem:
+             ridge: float = 1.0, origin="auto", dtype=torch.float64, device="cpu") -> Problem:
     r"""One feature-learning problem on space_ga at :math:`\kappa(x_0) =` ``kappa``.
 
     ``seed`` draws the train/validation split and the initial point.
 
-    >>> p = space_ga(5.0, n_train=100, n_val=50, width=32, source="fixture")
+    >>> p = space_ga(5.0, n_train=100, n_val=50, width=32, origin="fixture")
     >>> x = p.x0
     >>> gp = p.grad_phi(x)
     >>> v = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
@@ -301,7 +301,7 @@ def space_ga(kappa: float, seed: int = 0, n_train: int = 500, n_val: int = 500, 
     >>> bool(abs(float(gp @ v) - float(fd)) < 1e-7 * max(1.0, abs(float(fd))))
     True
     """
-    split = space_ga_split(n_train, n_val, seed=seed, source=source)
+    split = space_ga_split(n_train, n_val, seed=seed, origin=origin)
     return grid([split], [kappa], width=width, ridge=ridge, init_seeds=[seed], labels=[kappa],
                 dtype=dtype, device=device, name=f"feature_learning(kappa={kappa:g},seed={seed})")
 

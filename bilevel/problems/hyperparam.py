@@ -65,7 +65,7 @@ class MNISTSplits:
     """Training / validation / test tensors of :func:`mnist_splits`.
 
     ``x_*``: float ``(n, 784)`` normalized pixels; ``y_*``: int64 labels.
-    ``meta``: where the images came from (source, indices, sha256).
+    ``meta``: where the images came from (origin, indices, sha256).
     """
 
     x_train: torch.Tensor
@@ -82,7 +82,7 @@ class MNISTSplits:
 
 
 def mnist_splits(n_train: int = 20000, n_val: int = 5000, n_test: int | None = None,
-                 source: str = "auto", normalize: bool = True, dtype=torch.float32,
+                 origin: str = "auto", normalize: bool = True, dtype=torch.float32,
                  device="cpu") -> MNISTSplits:
     """Training, validation and test sets for the MNIST hyperparameter problem.
 
@@ -93,12 +93,12 @@ def mnist_splits(n_train: int = 20000, n_val: int = 5000, n_test: int | None = N
     Args:
       n_train, n_val: sizes (paper stand-in 20,000 / 5,000).
       n_test: number of test images (``None``: all of them).
-      source: passed to :func:`bilevel.data.load_mnist`: ``"auto"`` reads
+      origin: passed to :func:`bilevel.data.load_mnist`: ``"auto"`` reads
         ``data/processed/mnist.npz`` (DVC stage ``prepare_mnist``),
         ``"fixture"`` the committed 1,000 + 500 images (smoke runs).
       normalize: subtract 0.1307 and divide by 0.3081 after scaling to [0, 1].
 
-    >>> s = mnist_splits(600, 400, source="fixture")
+    >>> s = mnist_splits(600, 400, origin="fixture")
     >>> s.sizes, s.x_train.shape
     ({'train': 600, 'val': 400, 'test': 500}, torch.Size([600, 784]))
     """
@@ -106,11 +106,11 @@ def mnist_splits(n_train: int = 20000, n_val: int = 5000, n_test: int | None = N
     for nm, v in (("n_train", n_train), ("n_val", n_val)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"mnist_splits: {nm} must be an integer >= 1, got {v!r}.")
-    train = load_mnist("train", source=source)
-    test = load_mnist("test", source=source)
+    train = load_mnist("train", origin=origin)
+    test = load_mnist("test", origin=origin)
     if n_train + n_val > len(train):
         raise ValueError(f"mnist_splits: n_train + n_val = {n_train + n_val} exceeds the "
-                         f"{len(train)} training images of source={source!r}.")
+                         f"{len(train)} training images of origin={origin!r}.")
     n_test = len(test) if n_test is None else int(n_test)
     if not 1 <= n_test <= len(test):
         raise ValueError(f"mnist_splits: n_test must be in [1, {len(test)}], got {n_test}.")
@@ -125,7 +125,7 @@ def mnist_splits(n_train: int = 20000, n_val: int = 5000, n_test: int | None = N
         return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
 
     xt, yt = train.x, train.y
-    meta = {"source": str(source), "sha256": train.meta.get("sha256"), "normalize": normalize,
+    meta = {"origin": str(origin), "sha256": train.meta.get("sha256"), "normalize": normalize,
             "train_index": [0, n_train], "val_index": [n_train, n_train + n_val],
             "test_index": [0, n_test]}
     return MNISTSplits(prep(xt[:n_train]), lab(yt[:n_train]),
@@ -252,7 +252,7 @@ def regularization(data: MNISTSplits, per_parameter: bool = False, seeds=(0,),
     the regularizer), ``val_loss`` (:math:`f`), ``test_loss`` and ``log_lambda``
     (mean of :math:`\theta_s`), evaluated at the inner iterate.
 
-    >>> p = regularization(mnist_splits(600, 400, source="fixture"), seeds=(0, 1))
+    >>> p = regularization(mnist_splits(600, 400, origin="fixture"), seeds=(0, 1))
     >>> p.dim_x, p.dim_y, p.blocks.labels, sorted(p.metrics)[:2]
     (2, 15700, (0, 1), ['log_lambda', 'test_loss'])
     """
@@ -298,7 +298,7 @@ def ce_curvature(data: MNISTSplits) -> float:
     initialisation of seed 0, measured by power iteration); the worst case over
     :math:`W` is 5 times larger (:math:`\|\mathrm{diag}(p) - pp^\top\| \le 1/2`).
 
-    >>> round(ce_curvature(mnist_splits(600, 400, source="fixture")), 1)
+    >>> round(ce_curvature(mnist_splits(600, 400, origin="fixture")), 1)
     23.5
     """
     A = torch.cat([data.x_train, torch.ones(len(data.x_train), 1, dtype=data.x_train.dtype,
@@ -344,7 +344,7 @@ def stable_step(data: MNISTSplits, scale: float = 1.0, n_seeds: int = 1,
                 L: float | None = None) -> StableStep:
     r""":class:`StableStep` with :math:`L` = :func:`ce_curvature` of ``data`` (unless given).
 
-    >>> d = mnist_splits(600, 400, source="fixture")
+    >>> d = mnist_splits(600, 400, origin="fixture")
     >>> rule = stable_step(d, scale=1.0, n_seeds=2)
     >>> st = rule(torch.tensor([0.0, 2.0]))
     >>> st.shape, round(float(st[0]), 4), round(float(st[-1]), 4)   # 1/(L+1), 1/(L+e^2)

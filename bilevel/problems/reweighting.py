@@ -212,7 +212,7 @@ def mlp_problem(train_x, train_y, val_x, val_y, hidden: int = 256, activation: s
 
 
 def mnist(n_train: int = 2000, n_val: int = 500, n_test: int = 1000, corruption: float = 0.2,
-          hidden: int = 256, activation: str = "relu", seed: int = 0, source="auto",
+          hidden: int = 256, activation: str = "relu", seed: int = 0, origin="auto",
           dtype=torch.float32, device="cpu") -> Problem:
     r"""Paper 001's MNIST re-weighting problem (setups.md C.6).
 
@@ -223,14 +223,14 @@ def mnist(n_train: int = 2000, n_val: int = 500, n_test: int = 1000, corruption:
     first ones, clean) give the test metrics (0: none). Pixels are scaled to
     [0, 1]. ``info["flipped"]`` is the corruption mask.
 
-    >>> p = mnist(n_train=100, n_val=50, n_test=0, hidden=8, source="fixture")
+    >>> p = mnist(n_train=100, n_val=50, n_test=0, hidden=8, origin="fixture")
     >>> p.dim_x, p.dim_y, int(p.info["flipped"].sum())
     (100, 6370, 20)
     """
     from ..data import load_mnist
-    train = load_mnist("train", source=source)
+    train = load_mnist("train", origin=origin)
     if n_train + n_val > len(train):
-        raise ValueError(f"MNIST train ({source}) has {len(train)} images; cannot draw "
+        raise ValueError(f"MNIST train ({origin}) has {len(train)} images; cannot draw "
                          f"{n_train} + {n_val}.")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(train))
@@ -240,7 +240,7 @@ def mnist(n_train: int = 2000, n_val: int = 500, n_test: int = 1000, corruption:
     noisy, flipped = corrupt_labels(labels[tr], corruption, 10, rng)
     test_x = test_y = None
     if n_test:
-        test = load_mnist("test", source=source)
+        test = load_mnist("test", origin=origin)
         n_test = min(n_test, len(test))
         test_x, test_y = test.flat(np.float32)[:n_test], test.y[:n_test]
     p = mlp_problem(flat[tr], noisy, flat[va], labels[va], hidden=hidden, activation=activation,

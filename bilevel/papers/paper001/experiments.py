@@ -208,7 +208,7 @@ def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: 
 @dataclasses.dataclass(frozen=True)
 class FeatureLearningConfig(ExperimentConfig):
     """The values of :func:`feature_learning_sweep` (params section ``paper001_feature_learning``);
-    ``origin``: where space_ga comes from (``source`` of
+    ``origin``: where space_ga comes from (``origin`` of
     :func:`~bilevel.problems.feature_learning.space_ga_split`); ``torch_threads`` is the notebook's."""
 
     kappas: list = param(NONEMPTY)
@@ -253,7 +253,7 @@ def feature_learning_sweep(cfg: FeatureLearningConfig, *, head_init: str = "ridg
     kappa_control, inner_lr_scale, outer_lr_scale = cfg.kappa_control, cfg.inner_lr_scale, cfg.outer_lr_scale
     kappas = [float(k) for k in cfg.kappas]
     seeds = [int(s) for s in cfg.seeds]
-    splits = {s: FL.space_ga_split(n_train, n_val, seed=s, source=cfg.origin) for s in seeds}
+    splits = {s: FL.space_ga_split(n_train, n_val, seed=s, origin=cfg.origin) for s in seeds}
     pairs = [(s, k) for s in seeds for k in kappas]
     prob = FL.grid([splits[s] for s, _ in pairs], [k for _, k in pairs], width=width, ridge=ridge,
                    init_seeds=[s for s, _ in pairs], labels=list(range(len(pairs))),
@@ -328,7 +328,7 @@ def plateau_change(k, loss, fraction: float = 0.2) -> tuple[float, float, float]
 class ReweightingConfig(ExperimentConfig):
     """The values of :func:`reweighting_runs` (params section ``paper001_reweighting``); ``loop_steps``:
     N of the loops (ITD's ``inner_steps``, AID's ``inner_steps`` and ``linsys_steps``); ``origin``: where
-    MNIST comes from (``source`` of :func:`bilevel.problems.reweighting.mnist`); ``plateau_tol``,
+    MNIST comes from (``origin`` of :func:`bilevel.problems.reweighting.mnist`); ``plateau_tol``,
     ``paper_plateau`` and ``torch_threads`` are the notebook's (claim and runtime)."""
 
     K: int = param(INT1)
@@ -392,7 +392,7 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
     if outer_optimizer not in ("sgd", "adam"):
         raise ValueError(f"outer_optimizer must be 'sgd' or 'adam', got {outer_optimizer!r}.")
     prob = RW.mnist(n_train=n_train, n_val=n_val, n_test=n_test, corruption=corruption, hidden=hidden,
-                    activation=activation, seed=seed, source=cfg.origin)
+                    activation=activation, seed=seed, origin=cfg.origin)
     N = int(loop_steps)
     opt = outer_optimizer
     name = {"adam": "Adam", "sgd": "GD"}

@@ -108,7 +108,7 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class HypercleaningConfig(ExperimentConfig):
     """The values of :func:`hypercleaning_runs` (params section ``paper002_hypercleaning_runs``):
-    ``origin``: where SNLI comes from (``source`` of :func:`bilevel.problems.data_cleaning.snli`);
+    ``origin``: where SNLI comes from (``origin`` of :func:`bilevel.problems.data_cleaning.snli`);
     ``max_tokens`` 0: whole sentences; ``torch_threads`` is the notebook's (0: leave torch's threads)."""
 
     methods: list = param(V.Constraint("methods", f"a non-empty list of {METHODS}", "pass e.g. ['unibio']",
@@ -152,7 +152,7 @@ def hypercleaning_runs(cfg: HypercleaningConfig, *, overrides: dict | None = Non
     hidden, layers, epochs, batch_size, flip_rate = cfg.hidden, cfg.layers, cfg.epochs, cfg.batch_size, cfg.flip_rate
     noise_seed, reg, p, max_tokens, device = cfg.noise_seed, cfg.reg, cfg.p, cfg.max_tokens, cfg.device
     neumann_steps, neumann_lr, checkpoint_batch_size = cfg.neumann_steps, cfg.neumann_lr, cfg.checkpoint_batch_size
-    source = cfg.origin
+    origin = cfg.origin
     spe = steps_per_epoch(n_train, batch_size)
     steps = epochs * spe
     curves, summary = [], []
@@ -162,7 +162,7 @@ def hypercleaning_runs(cfg: HypercleaningConfig, *, overrides: dict | None = Non
         for seed in seeds:
             prob = snli(n_train=n_train, n_val=n_val, n_test=n_test, flip_rate=flip_rate, hidden=hidden,
                         layers=layers, reg=reg, p=p, noise_seed=noise_seed, seed=seed, max_tokens=max_tokens or None,
-                        source=source, dtype=dtype, device=device)
+                        origin=origin, dtype=dtype, device=device)
             if not curves and not summary:      # one discarded step: one-time imports/allocations off the clock
                 run(solver, prob, steps=1, eval_every=1, seed=seed)
             t0 = time.perf_counter()

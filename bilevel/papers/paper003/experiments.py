@@ -242,7 +242,7 @@ def mnist_runs(cfg: MnistConfig, *, progress: bool = False, data: hyperparam.MNI
     per_parameter, theta0, curve_points, step_rule, max_abs = cfg.per_parameter, cfg.theta0, cfg.curve_points, \
         cfg.step_rule, cfg.max_abs
     if data is None:
-        data = hyperparam.mnist_splits(cfg.n_train, cfg.n_val, cfg.n_test, source=cfg.origin)
+        data = hyperparam.mnist_splits(cfg.n_train, cfg.n_val, cfg.n_test, origin=cfg.origin)
     seeds = [int(s) for s in cfg.seeds]
     problem = hyperparam.regularization(data, per_parameter=per_parameter, seeds=seeds,
                                         theta0=theta0)
