@@ -36,6 +36,12 @@ __all__ = ["gd", "cg", "neumann", "solve", "SOLVERS"]
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
+def _checked(name: str, steps, lr):
+    """``lr`` as a step size after checking ``steps`` and ``lr`` (errors name ``name``)."""
+    V.nonneg_int(name, "steps", steps)
+    return V.step_size(name, "lr (linsys_lr)", lr)
+
+
 def gd(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
        steps: int, lr: float, check: bool = True) -> torch.Tensor:
     r"""``steps`` gradient steps :math:`v \leftarrow v - \eta(Hv - b)`.
@@ -48,8 +54,7 @@ def gd(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     tensor([1.0000, 0.5000], dtype=torch.float64)
     """
     if check:
-        V.nonneg_int("gd", "steps", steps)
-        lr = V.step_size("gd", "lr (linsys_lr)", lr)
+        lr = _checked("gd", steps, lr)
     v = torch.zeros_like(b) if x0 is None else x0
     for _ in range(steps):
         v = v - lr * (matvec(v) - b)
@@ -69,8 +74,7 @@ def neumann(matvec: MatVec, b: torch.Tensor, x0: torch.Tensor | None = None, *,
     tensor([1.0000, 0.5000], dtype=torch.float64)
     """
     if check:
-        V.nonneg_int("neumann", "steps", steps)
-        lr = V.step_size("neumann", "lr (linsys_lr)", lr)
+        lr = _checked("neumann", steps, lr)
     r = b if x0 is None else b - matvec(x0)
     p = lr * r                      # p_q = (I - eta H)^q eta r
     v = p

@@ -94,13 +94,8 @@ def neumann_series(curvs: Sequence, b: torch.Tensor, lr, scale=None) -> torch.Te
     stochastic case), ``S`` the optional diagonal ``scale`` (UniBiO's
     generalized Hessian :math:`\nabla_u\nabla_y g = D\,\nabla^2_{yy} g`).
     """
-    p = lr * b
-    v = p
-    for c in curvs:
-        hp = c.hvp(p)
-        if scale is not None:
-            hp = scale * hp
-        p = p - lr * hp
+    v = p = lr * b
+    for p in _powers(curvs, p, lr, scale):
         v = v + p
     return v
 
@@ -112,12 +107,19 @@ def neumann_power(curvs: Sequence, b: torch.Tensor, lr, n_terms: int, scale=None
     series :math:`\eta\sum_{q=0}^{Q-1}(I-\eta H)^q b` (``n_terms`` = :math:`Q`).
     """
     p = b
+    for p in _powers(curvs, b, lr, scale):     # keeps the last power
+        pass
+    return (n_terms * lr) * p
+
+
+def _powers(curvs: Sequence, p: torch.Tensor, lr, scale=None):
+    r"""Yields :math:`(I-\eta S H_1)p,\ (I-\eta S H_2)(I-\eta S H_1)p,\dots`, one factor per curvature."""
     for c in curvs:
         hp = c.hvp(p)
         if scale is not None:
             hp = scale * hp
         p = p - lr * hp
-    return (n_terms * lr) * p
+        yield p
 
 
 def neumann_hypergrad(o, x, y, batches: HGBatches, lr, *, n_terms: int | None = None,
