@@ -14,6 +14,8 @@ in the :class:`~bilevel.oracles.Oracles` passed in (a fresh one otherwise).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _validate as V
@@ -92,7 +94,7 @@ def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
         v = linsolve.cg(curv.hvp, fy, v0, steps=steps, blocks=o.problem.blocks, check=False)
     else:
         v = linsolve.SOLVERS[linsys](curv.hvp, fy, v0, steps=steps, lr=lr, check=False)
-    if not bool(torch.isfinite(v).all()):
+    if not math.isfinite(float(v.sum())):      # one reduction (isfinite + all: 3-20x the time)
         _check_solution(o, x, y, fy, v, linsys, steps, lr)
     grad = fx - curv.jvp(v)
     return grad.detach(), v.detach()
@@ -101,8 +103,11 @@ def implicit_estimate(o: Oracles, x, y, linsys, steps, lr, v0, batch=None):
 def _check_solution(o: Oracles, x, y, fy, v, linsys, steps, lr):
     """Raise :class:`LinearSolveError` for a NaN/Inf ``v`` computed from finite ``x``, ``y``, ``grad_y f``.
 
-    Non-finite inputs are an upstream divergence, reported by :func:`bilevel.run`.
+    Non-finite inputs are an upstream divergence, reported by :func:`bilevel.run`; a finite ``v``
+    whose sum overflowed (the caller's cheap test) passes.
     """
+    if bool(torch.isfinite(v).all()):
+        return
     if not all(bool(torch.isfinite(t).all()) for t in (x, y, fy)):
         return
     where = ""

@@ -111,6 +111,15 @@ def test_implicit_nonfinite_solution_names_linsys_lr():
     torch.testing.assert_close(v, torch.full((2,), -2.0, dtype=F64))
 
 
+def test_implicit_finite_solution_whose_sum_overflows_passes():
+    """The hot-path test is ``isfinite(sum(v))``; a finite ``v`` whose sum overflows is not an error."""
+    big = torch.full((2,), 1.5e308, dtype=F64)
+    p = bl.Problem(f=lambda x, y: big @ y + x @ x, g=lambda x, y: 0.5 * (y @ y) - 1e-300 * (x @ y),
+                   x0=torch.zeros(2, dtype=F64), y0=torch.zeros(2, dtype=F64))
+    grad, v = bl.hypergrad.implicit(p, p.x0, p.y0, linsys="gd", steps=1, lr=1.0)   # v = b
+    assert not torch.isfinite(v.sum()) and torch.equal(v, big) and bool(torch.isfinite(grad).all())
+
+
 def test_implicit_nonfinite_solution_names_the_block():
     p = convex_problem(labels=["calm", "wild"])
     lr = per_coordinate(p, [0.5, 1e3], "y")
