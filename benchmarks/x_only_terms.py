@@ -1,14 +1,15 @@
-"""What keeping g's terms in x alone out of the y-oracles would save (issue #16), measured, not landed.
+"""What keeping g's terms in x alone out of the y-oracles saves (issue #16; landed as ``Problem.g_y``).
 
 On a finite-sum quadratic shaped like benchopt's ``simulated`` problem (dim 100, 1024 samples,
 batch 64, float32; :func:`bilevel.problems.finite_sum.quadratic`),
 
     g(x, y; n) = 1/2 y'A_n y + 1/2 x'B_n x + x'C_n y + a_n'y + b_n'x,
 
-every ``grad_y_g``, HVP and JVP evaluates the whole g, so the per-sample term ``1/2 x'B_n x``
-(a k x d x d contraction) is computed and thrown away. ``without``: the same problem whose g
-drops ``1/2 x'B_n x + b_n'x`` (written here, in the benchmark); for a solver that never asks
-for ``grad_x g`` or the value of g (SOBA, TTSA, StocBiO) the iterates are the same. ``summed``:
+evaluating the whole g in every ``grad_y_g``, HVP and JVP computes the per-sample term
+``1/2 x'B_n x`` (a k x d x d contraction) and throws it away. ``with``: the library's problem
+with ``g_y=None`` (every oracle evaluates the whole g, as before ``Problem.g_y`` landed);
+``without``: the library's problem as shipped, whose ``g_y`` drops ``1/2 x'B_n x + b_n'x``;
+the iterates are the same bit for bit (``grad_g`` and values still use g). ``summed``:
 f and g written with the batch's matrices summed first (one k x d x d reduction per matrix,
 then d x d products; the double-backward HVP then never touches the k x d x d batch), which moves
 the iterates by rounding. This script checks both (bit for bit; max abs difference) and times the
@@ -51,13 +52,8 @@ def problems(d: int = 100, n: int = 1024, seed: int = 0):
 
     inner, outer = mats(), mats()
     x0, y0 = -2 * torch.ones(d), torch.zeros(d)
-    full = bl.problems.finite_sum.quadratic(inner, outer, x0=x0, y0=y0, name="simulated_like")
-
-    def g_y_terms(x, y, batch=None):                 # g without 1/2 x'B x + b'x (same op order otherwise)
-        s = slice(None) if batch is None else batch
-        A, C, a = inner["A"][s], inner["C"][s], inner["a"][s]
-        val = 0.5 * torch.einsum("i,nij,j->", y, A, y) + torch.einsum("i,nij,j->", x, C, y) + (a @ y).sum()
-        return val / A.shape[0]
+    shipped = bl.problems.finite_sum.quadratic(inner, outer, x0=x0, y0=y0, name="simulated_like")
+    full = dataclasses.replace(shipped, g_y=None)    # every oracle evaluates the whole g
 
     def summed_loss(m, x, y, batch):                # the batch's matrices summed first, then d x d products
         s = slice(None) if batch is None else batch
@@ -67,7 +63,7 @@ def problems(d: int = 100, n: int = 1024, seed: int = 0):
 
     summed = dataclasses.replace(full, g=lambda x, y, batch=None: summed_loss(inner, x, y, batch),
                                  f=lambda x, y, batch=None: summed_loss(outer, x, y, batch))
-    return full, dataclasses.replace(full, g=g_y_terms), summed
+    return full, shipped, summed
 
 
 run = timed_steps                        # (seconds, state) of K library steps

@@ -174,7 +174,7 @@ def unrolled_estimate(o: Oracles, x, y, steps, lr, mode: str = "reverse"):
 
 
 def _unrolled_forward(o: Oracles, x, y, steps, lr):
-    g = o.problem.g
+    g = o.problem.g_for_y                      # g_y when given: the same derivatives in y and (x, y)
     grad_y_g = torch.func.grad(g, argnums=1)
     dx = x.numel()
     eye = torch.eye(dx, dtype=x.dtype, device=x.device)

@@ -19,6 +19,11 @@ oracle                    returns                                    counted as
 ========================  =========================================  ===========
 
 ``grad_calls = grad_f + grad_g`` (Gc) and ``mv_calls = hvp + jvp`` (MV).
+Every derivative of g in ``y`` (``grad_y_g``, the :class:`Curvature` products,
+``unroll``) is taken from the problem's ``g_y`` when it has one (g without its
+terms in x alone, see :class:`~bilevel.problem.Problem`), else from ``g``;
+``grad_g`` (which needs :math:`\nabla_x g`) always evaluates ``g``. The counts
+do not depend on which.
 Building a :class:`Curvature` (one differentiable evaluation of
 :math:`\nabla_y g`) is part of the products' cost and is not counted as a Gc.
 Stochastic oracles, two kinds:
@@ -100,6 +105,8 @@ class Curvature:
     from the start (AID: Q products then one jvp; ITD's reverse pass); the
     products are the same numbers either way. A product on a reused graph equals
     the product on a fresh one (tests/test_oracles_perf.py checks it in float64).
+    The graph is that of the problem's ``g_y`` when it has one (terms of g in x
+    alone left out altogether), else of ``g``.
 
     ``grad_y`` (:math:`\nabla_y g`, a free by-product, counted by the caller)
     is computed on first access. Its additive noise, if any, is drawn when the
@@ -111,7 +118,7 @@ class Curvature:
                  with_x: bool = False):
         self._counts = oracles.counts
         self._noisy = oracles.noisy
-        self._g = oracles.problem.g
+        self._g = oracles.problem.g_for_y
         self._batch = batch
         self._x0 = x.detach()
         self._y0 = y.detach()
@@ -243,11 +250,11 @@ class Oracles:
         return self._grad_xy(self.problem.f, "grad_f", x, y, batch)
 
     def grad_y_g(self, x, y, batch=None) -> torch.Tensor:
-        r""":math:`\nabla_y g(x, y)`."""
+        r""":math:`\nabla_y g(x, y)` (from the problem's ``g_y`` when it has one)."""
         self.counts.grad_g += 1
         y = _leaf(y)
         with torch.enable_grad():
-            gy = _grads(_call(self.problem.g, x.detach(), y, batch), y)[0]
+            gy = _grads(_call(self.problem.g_for_y, x.detach(), y, batch), y)[0]
         return self.noisy("grad_g", gy)
 
     def grad_g(self, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,9 +300,10 @@ class Oracles:
             return self._unroll_products(x, y0, steps, lr)
         xl = _leaf(x)
         y = _leaf(y0)
+        g = self.problem.g_for_y
         with torch.enable_grad():
             for _ in range(steps):
-                gy, = torch.autograd.grad(self.problem.g(xl, y), y, create_graph=True)
+                gy, = torch.autograd.grad(g(xl, y), y, create_graph=True)
                 y = y - lr * gy
             f = self.problem.f(xl, y)
             grad, = _grads(f, xl)

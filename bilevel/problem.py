@@ -8,7 +8,8 @@ r"""The bilevel problem.
 A :class:`Problem` bundles the outer objective ``f(x, y)``, the inner objective
 ``g(x, y)`` (both scalar torch functions of 1-D tensors, argument order always
 ``(x, y)``), the initial point ``(x0, y0)`` and optional exact oracles used only
-for metrics: ``y_star(x)``, ``grad_phi(x)`` and ``phi(x)``.
+for metrics: ``y_star(x)``, ``grad_phi(x)`` and ``phi(x)``. An optional ``g_y``
+(g without its terms in x alone) lets the y-oracles skip those terms.
 
 Device and dtype of every computation follow ``x0``.
 """
@@ -82,6 +83,29 @@ class Problem:
         ``f(x, y, batch)`` / ``g(x, y, batch)``, and its size (``len(batch)``,
         or ``batch_size``) is added to the ``samples`` count. See
         :meth:`bilevel.oracles.Oracles.sample`.
+      g_y: optional ``g`` without its terms that do not depend on ``y`` (same
+        signature as ``g``, batch included); ``None`` (default): ``g`` itself.
+        :class:`bilevel.oracles.Oracles` take every derivative of g in ``y``
+        from it: :math:`\nabla_y g` (``grad_y_g``), the products
+        :math:`\nabla^2_{yy} g\,v` and :math:`\nabla^2_{xy} g\,v` of a
+        :class:`~bilevel.oracles.Curvature`, the unrolled inner loop of ITD and
+        the cross product :math:`\nabla^2_{yx} g\,d`; ``g`` is still used
+        wherever its value or :math:`\nabla_x g` is needed (``grad_g``,
+        penalty and value-function methods such as F2SA). It must satisfy
+        :math:`g(x, y) - g_y(x, y) = c(x)` for all ``(x, y)`` (and every batch):
+        then its first and second derivatives in ``y`` and its cross
+        derivatives in ``(x, y)`` are those of ``g``, and the oracle counts are
+        unchanged. For example, for :math:`g = \tfrac12 y^\top A y + x^\top C y
+        + \tfrac12 x^\top B x + b^\top x`, :math:`g_y = \tfrac12 y^\top A y + x^\top C y`
+        (:func:`bilevel.problems.finite_sum.quadratic`). A term such as
+        :math:`e^{x}\lVert y\rVert^2` depends on ``y`` and stays in ``g_y``.
+        Written with the same operations in the same order as ``g``'s
+        y-dependent terms, it gives bit-identical y-oracles. Checked cheaply at
+        construction: :math:`g - g_y` must take the same value (up to rounding)
+        at ``y0`` and at a perturbed ``y``, for ``x0`` and a perturbed ``x``,
+        which catches a ``g_y`` that drops a y-dependent term whose value
+        changes there (not one that is tiny there). ``dataclasses.replace(p,
+        g=...)`` keeps the old ``g_y``: replace both, or pass ``g_y=None``.
 
     Example:
       >>> import torch, bilevel as bl
@@ -104,12 +128,13 @@ class Problem:
     info: Mapping[str, Any] = field(default_factory=dict)
     blocks: Blocks | None = None
     sampler: Callable[[torch.Generator, str, int | None], Any] | None = None
+    g_y: Fn | None = None
 
     def __post_init__(self):
         for nm in ("f", "g"):
             if not callable(getattr(self, nm)):
                 raise TypeError(f"Problem.{nm} must be a callable {nm}(x, y) -> scalar tensor.")
-        for nm in ("y_star", "grad_phi", "phi", "sampler"):
+        for nm in ("y_star", "grad_phi", "phi", "sampler", "g_y"):
             v = getattr(self, nm)
             if v is not None and not callable(v):
                 raise TypeError(f"Problem.{nm} must be callable or None.")
@@ -132,7 +157,7 @@ class Problem:
             if not callable(fn):
                 raise TypeError(f"metric {nm!r} must be a callable fn(x, y).")
         # Evaluate f and g once: catches wrong shapes early, with a clear message.
-        for nm in ("f", "g"):
+        for nm in ("f", "g") + (("g_y",) if self.g_y is not None else ()):
             with torch.no_grad():
                 try:
                     val = getattr(self, nm)(self.x0, self.y0)
@@ -143,6 +168,36 @@ class Problem:
             if not isinstance(val, torch.Tensor) or val.numel() != 1:
                 raise ValueError(f"Problem.{nm}(x0, y0) must return a scalar tensor, got "
                                  f"{type(val).__name__} of shape {getattr(val, 'shape', None)}.")
+        if self.g_y is not None:
+            self._check_g_y()
+
+    def _check_g_y(self) -> None:
+        """Raise if ``g - g_y`` visibly depends on ``y`` (at x0 and a perturbed x; see ``g_y``)."""
+        gen = torch.Generator(device=self.device).manual_seed(0)
+
+        def nudge(t):
+            return t + 0.5 * (1 + t.abs()) * torch.randn(t.shape, generator=gen, dtype=t.dtype,
+                                                           device=t.device)
+        x1, y1 = nudge(self.x0), nudge(self.y0)
+        eps = torch.finfo(self.dtype).eps
+        with torch.no_grad():
+            for x in (self.x0, x1):
+                vals = [(self.g(x, y), self.g_y(x, y)) for y in (self.y0, y1)]
+                vals = [(float(a), float(b)) for a, b in vals]
+                if not all(math.isfinite(v) for pair in vals for v in pair):
+                    continue                      # outside g's domain: nothing to compare
+                (g0, gy0), (g1, gy1) = vals
+                scale = max(abs(g0), abs(gy0), abs(g1), abs(gy1), 1.0)
+                if abs((g0 - gy0) - (g1 - gy1)) > 1e3 * eps * scale:
+                    raise ValueError(
+                        f"Problem.g_y is not g without terms in x alone: g - g_y changes with y "
+                        f"({g0 - gy0!r} at y0, {g1 - gy1!r} at a perturbed y). g_y must keep every "
+                        f"term of g that involves y (pass g_y=None to use g for the y-oracles).")
+
+    @property
+    def g_for_y(self) -> Fn:
+        """The function the y-derivatives of ``g`` are taken from: ``g_y`` if given, else ``g``."""
+        return self.g if self.g_y is None else self.g_y
 
     @property
     def dim_x(self) -> int:

@@ -64,13 +64,15 @@ def test_g_without_x_only_terms_gives_the_same_y_oracles_bit_for_bit():
     from benchmarks import x_only_terms
 
     full, without, _ = x_only_terms.problems(d=6, n=16, seed=1)
+    assert full.g_y is None and without.g_y is not None          # g everywhere vs the shipped g_y
     x, y, v = torch.randn(6), torch.randn(6), torch.randn(6)
     batch = slice(3, 9)
     of, ow = bl.oracles.Oracles(full), bl.oracles.Oracles(without)
     assert torch.equal(of.grad_y_g(x, y, batch), ow.grad_y_g(x, y, batch))
     cf, cw = of.curvature(x, y, batch), ow.curvature(x, y, batch)
     assert torch.equal(cf.hvp(v), cw.hvp(v)) and torch.equal(cf.jvp(v), cw.jvp(v))
-    assert not torch.equal(of.grad_g(x, y, batch)[0], ow.grad_g(x, y, batch)[0])   # grad_x g does differ
+    assert torch.equal(of.grad_g(x, y, batch)[0], ow.grad_g(x, y, batch)[0])   # grad_x g: the whole g on both
+    assert not torch.equal(without.g(x, y, batch), without.g_y(x, y, batch))  # g_y does leave terms out
 
 
 def test_func_oracles_of_the_compile_benchmark_run_the_library_iteration():

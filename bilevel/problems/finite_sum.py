@@ -15,6 +15,11 @@ no gather). The exact solution uses the mean matrices:
 :math:`y^*(x) = -\bar A_s^{-1}(\bar C^\top x + \bar a)` (:math:`A_s` the symmetric part) and
 :math:`\nabla\Phi(x) = \nabla_x F - \bar C\,\bar A^{-1}\nabla_y F` at
 :math:`(x, y^*(x))` (outer matrices for F).
+
+The problem's ``g_y`` (see :class:`~bilevel.problem.Problem`) is g without
+:math:`\tfrac12 x^\top B_i x + b_i^\top x`: the y-oracles skip the batch's
+:math:`B_i` altogether, with bit-identical results (the same operations on the
+other terms, in the same order).
 """
 
 from __future__ import annotations
@@ -76,6 +81,12 @@ def quadratic(inner: dict, outer: dict, x0=None, y0=None, name: str = "finite_su
     def g(x, y, batch=None):
         return loss(inner, x, y, batch)
 
+    def g_y(x, y, batch=None):                  # g without 1/2 x'B x + b'x, same operation order
+        s = slice(None) if batch is None else batch
+        A, C, a = inner["A"][s], inner["C"][s], inner["a"][s]
+        val = 0.5 * torch.einsum("i,nij,j->", y, A, y) + torch.einsum("i,nij,j->", x, C, y) + (a @ y).sum()
+        return val / A.shape[0]
+
     def f(x, y, batch=None):
         return loss(outer, x, y, batch)
 
@@ -99,6 +110,6 @@ def quadratic(inner: dict, outer: dict, x0=None, y0=None, name: str = "finite_su
 
     x0 = torch.zeros(dx, **kw) if x0 is None else x0.to(**kw)
     y0 = torch.zeros(dy, **kw) if y0 is None else y0.to(**kw)
-    return Problem(f=f, g=g, x0=x0, y0=y0, y_star=y_star, grad_phi=grad_phi, phi=phi, name=name,
+    return Problem(f=f, g=g, g_y=g_y, x0=x0, y0=y0, y_star=y_star, grad_phi=grad_phi, phi=phi, name=name,
                    sampler=EpochSlices({"inner": n_in, "outer": n_out}),
                    info=dict(n_samples={"inner": n_in, "outer": n_out}))

@@ -9,7 +9,8 @@ run on the stack performs exactly the updates it would perform on each block
 separately, provided the step sizes are given per coordinate
 (:func:`per_coordinate`). One run then covers a whole parameter grid (e.g. the
 kappa sweep of paper 001's Figures 1-2) with one Python loop instead of one per
-grid point. Oracle counts and time are those of the whole batch.
+grid point. Oracle counts and time are those of the whole batch. A block with a
+``g_y`` (g without its terms in x alone) keeps it: the stack's y-oracles use it.
 """
 
 from __future__ import annotations
@@ -66,11 +67,14 @@ def stack(problems: Sequence[Problem], labels: Sequence | None = None, name: str
     def g(x, y):
         return sum(p.g(x[a], y[b]) for p, a, b in zip(problems, sx, sy))
 
+    def g_y(x, y):                     # each block's g_y where it has one
+        return sum(p.g_for_y(x[a], y[b]) for p, a, b in zip(problems, sx, sy))
+
     phis = [p.phi for p in problems]
     phi = None if any(v is None for v in phis) else (
         lambda x: sum(fn(x[a]) for fn, a in zip(phis, sx)))
     return Problem(
-        f=f, g=g,
+        f=f, g=g, g_y=None if all(p.g_y is None for p in problems) else g_y,
         x0=torch.cat([p.x0 for p in problems]), y0=torch.cat([p.y0 for p in problems]),
         y_star=_cat_optional([p.y_star for p in problems], sx, None),
         grad_phi=_cat_optional([p.grad_phi for p in problems], sx, None),

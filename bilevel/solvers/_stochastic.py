@@ -152,11 +152,12 @@ def cross_yx(o, x, y, d: torch.Tensor, batch=None) -> torch.Tensor:
     r""":math:`\nabla^2_{yx} g(x, y)\, d` for ``d`` of the size of ``x`` (a vector of the size of ``y``).
 
     The y-gradient of :math:`\langle\nabla_x g(x,y), d\rangle` (double backward),
-    counted as one ``jvp`` and noised like one.
+    counted as one ``jvp`` and noised like one; from the problem's ``g_y`` when it
+    has one (the same cross derivatives, without g's terms in x alone).
     """
     xl = x.detach().requires_grad_(True)
     yl = y.detach().requires_grad_(True)
-    g = o.problem.g
+    g = o.problem.g_for_y
     with torch.enable_grad():
         val = g(xl, yl) if batch is None else g(xl, yl, batch)
         gx, = torch.autograd.grad(val, xl, create_graph=True)

@@ -284,7 +284,7 @@ def penalty_hypergrad(problem, x: torch.Tensor, lmbda: float, newton_steps: int 
     if problem.y_star is not None:
         ys = problem.y_star(x.detach()).detach()
     else:
-        ys = _newton_cg(problem.g, x, problem.y0, newton_steps, cg_steps, tol)
+        ys = _newton_cg(problem.g_for_y, x, problem.y0, newton_steps, cg_steps, tol)
     yl = penalty_inner_solution(problem, x, lam, y0=ys, newton_steps=newton_steps,
                                 cg_steps=cg_steps, tol=tol)
     xl = x.detach().requires_grad_(True)

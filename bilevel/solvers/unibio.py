@@ -157,7 +157,7 @@ def generalized_hypergradient(problem, x: torch.Tensor, y: torch.Tensor, p: floa
     with torch.enable_grad():
         fx, fy = torch.autograd.grad(problem.f(xl, yl), (xl, yl), allow_unused=True,
                                      materialize_grads=True)
-        gy, = torch.autograd.grad(problem.g(xl, yl), yl, create_graph=True)
+        gy, = torch.autograd.grad(problem.g_for_y(xl, yl), yl, create_graph=True)
         rows_y, rows_x = [], []
         for i in range(gy.numel()):
             hy, hx = torch.autograd.grad(gy[i], (yl, xl), retain_graph=True, allow_unused=True,
