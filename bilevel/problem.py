@@ -101,10 +101,10 @@ class Problem:
         :math:`e^{x}\lVert y\rVert^2` depends on ``y`` and stays in ``g_y``.
         Written with the same operations in the same order as ``g``'s
         y-dependent terms, it gives bit-identical y-oracles. Checked cheaply at
-        construction: :math:`g - g_y` must take the same value (up to rounding)
-        at ``y0`` and at a perturbed ``y``, for ``x0`` and a perturbed ``x``,
-        which catches a ``g_y`` that drops a y-dependent term whose value
-        changes there (not one that is tiny there). ``dataclasses.replace(p,
+        construction (four evaluations on the full data): :math:`g - g_y` must
+        take the same value (up to rounding) at ``y0`` and at a perturbed ``y``,
+        for a perturbed ``x0``, which catches a ``g_y`` that drops a
+        y-dependent term whose value changes there (not one that is tiny there). ``dataclasses.replace(p,
         g=...)`` keeps the old ``g_y``: replace both, or pass ``g_y=None``.
 
     Example:
@@ -172,7 +172,7 @@ class Problem:
             self._check_g_y()
 
     def _check_g_y(self) -> None:
-        """Raise if ``g - g_y`` visibly depends on ``y`` (at x0 and a perturbed x; see ``g_y``)."""
+        """Raise if ``g - g_y`` visibly depends on ``y`` (at a perturbed x0, y0; see ``g_y``)."""
         gen = torch.Generator(device=self.device).manual_seed(0)
 
         def nudge(t):
@@ -180,19 +180,17 @@ class Problem:
                                                            device=t.device)
         x1, y1 = nudge(self.x0), nudge(self.y0)
         eps = torch.finfo(self.dtype).eps
-        with torch.no_grad():
-            for x in (self.x0, x1):
-                vals = [(self.g(x, y), self.g_y(x, y)) for y in (self.y0, y1)]
-                vals = [(float(a), float(b)) for a, b in vals]
-                if not all(math.isfinite(v) for pair in vals for v in pair):
-                    continue                      # outside g's domain: nothing to compare
-                (g0, gy0), (g1, gy1) = vals
-                scale = max(abs(g0), abs(gy0), abs(g1), abs(gy1), 1.0)
-                if abs((g0 - gy0) - (g1 - gy1)) > 1e3 * eps * scale:
-                    raise ValueError(
-                        f"Problem.g_y is not g without terms in x alone: g - g_y changes with y "
-                        f"({g0 - gy0!r} at y0, {g1 - gy1!r} at a perturbed y). g_y must keep every "
-                        f"term of g that involves y (pass g_y=None to use g for the y-oracles).")
+        with torch.no_grad():                     # x perturbed too: y-terms such as x'Cy vanish at x0 = 0
+            vals = [(float(self.g(x1, y)), float(self.g_y(x1, y))) for y in (self.y0, y1)]
+        if not all(math.isfinite(v) for pair in vals for v in pair):
+            return                                # outside g's domain: nothing to compare
+        (g0, gy0), (g1, gy1) = vals
+        scale = max(abs(g0), abs(gy0), abs(g1), abs(gy1), 1.0)
+        if abs((g0 - gy0) - (g1 - gy1)) > 1e3 * eps * scale:
+            raise ValueError(
+                f"Problem.g_y is not g without terms in x alone: g - g_y changes with y "
+                f"({g0 - gy0!r} at y0, {g1 - gy1!r} at a perturbed y). g_y must keep every "
+                f"term of g that involves y (pass g_y=None to use g for the y-oracles).")
 
     @property
     def g_for_y(self) -> Fn:

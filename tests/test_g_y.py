@@ -16,16 +16,16 @@ from bilevel.solvers import _stochastic as S
 D = torch.float64
 
 
-def _finite_sum(seed=0, n=12, d=4):
+def _mats(seed=0, n=12, d=4):
     gen = torch.Generator().manual_seed(seed)
+    m = torch.randn(n, d, d, generator=gen, dtype=D) / d ** 0.5
+    return dict(A=m @ m.transpose(1, 2) + torch.eye(d, dtype=D), B=torch.randn(n, d, d, generator=gen, dtype=D),
+                C=torch.randn(n, d, d, generator=gen, dtype=D) / d, a=torch.randn(n, d, generator=gen, dtype=D),
+                b=torch.randn(n, d, generator=gen, dtype=D))
 
-    def mats():
-        m = torch.randn(n, d, d, generator=gen, dtype=D) / d ** 0.5
-        return dict(A=m @ m.transpose(1, 2) + torch.eye(d, dtype=D), B=torch.randn(n, d, d, generator=gen, dtype=D),
-                    C=torch.randn(n, d, d, generator=gen, dtype=D) / d, a=torch.randn(n, d, generator=gen, dtype=D),
-                    b=torch.randn(n, d, generator=gen, dtype=D))
 
-    return bl.problems.finite_sum.quadratic(mats(), mats(), x0=torch.full((d,), 0.5, dtype=D))
+def _finite_sum():
+    return bl.problems.finite_sum.quadratic(_mats(0), _mats(1), x0=torch.full((4,), 0.5, dtype=D))
 
 
 def _exp_problem(g_y="right"):
@@ -128,6 +128,13 @@ def test_hypergradients_with_g_y_match_finite_differences():
 def test_a_g_y_that_drops_a_y_dependent_term_is_caught():
     with pytest.raises(ValueError, match="g - g_y changes with y"):
         _exp_problem("wrong")
+    inner = _mats()
+    p0 = bl.problems.finite_sum.quadratic(inner, _mats(1))         # x0 = 0, where x'C y vanishes
+
+    def no_cross(x, y, batch=None):                                 # drops x'C y: caught at a perturbed x
+        return (0.5 * torch.einsum("i,nij,j->", y, inner["A"], y) + (inner["a"] @ y).sum()) / 12
+    with pytest.raises(ValueError, match="g_y must keep every term of g that involves y"):
+        dataclasses.replace(p0, g_y=no_cross)
     with pytest.raises(TypeError, match="g_y must be callable or None"):
         dataclasses.replace(_exp_problem(), g_y=1.0)
     with pytest.raises(ValueError, match=r"Problem.g_y\(x0, y0\) must return a scalar"):
