@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from ._validate import INT1, Constraint, HyperparameterError, validate
+from ._validate import INT1, INTS, NAME, NONEMPTY, REAL, HyperparameterError, validate
 
 __all__ = ["load_params", "ExperimentConfig", "param", "REAL", "NAME", "INTS", "NONEMPTY",
            "profile_file", "find_root", "declared_parameters", "check_parameters",
@@ -212,30 +212,10 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
 
 # -- experiment configs ----------------------------------------------------------------------
 
-def _check(ok, v):
-    if not ok:
-        raise ValueError(v)
-    return v
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-#: checks of experiment configs (beside :mod:`bilevel._validate`'s INT1, POSITIVE, ...)
-REAL = Constraint("real", "a finite real number", "pass e.g. 0.0",
-                  lambda v: _check(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                   and v == v and abs(v) != float("inf"), v))
-NAME = Constraint("str", "a string", "pass e.g. 'auto'", lambda v: _check(isinstance(v, str) and v != "", v))
-INTS = Constraint("list[int]", "a non-empty list of integers", "pass e.g. [0, 1, 2]",
-                  lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0 and all(map(_is_int, v)), v))
-NONEMPTY = Constraint("non-empty list", "a non-empty list", "pass e.g. [...] with one entry or more",
-                      lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0, v))
-
-
 def param(check=None, symbol: str = "", default=dataclasses.MISSING):
     """A field of an :class:`ExperimentConfig`: required unless ``default`` is given, checked by
-    ``check`` (a :class:`bilevel._validate.Constraint`) when the config is built."""
+    ``check`` (a :class:`bilevel._validate.Constraint`: :data:`INT1`, :data:`REAL`, :data:`NAME`,
+    :data:`INTS`, :data:`NONEMPTY`, ...) when the config is built."""
     return dataclasses.field(default=default, metadata={"symbol": symbol, "check": check})
 
 
