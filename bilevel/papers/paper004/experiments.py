@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -32,16 +30,16 @@ import torch
 
 from ... import _validate as V
 from ... import hypergrad, stats
-from ...notebook import NONEMPTY, ExperimentConfig, UnknownParameterError, param
+from ...notebook import NONEMPTY, ExperimentConfig, config_section, param, solver_section
 from ...oracles import Oracles
 from ...problems import conditioned
 from ...run import run
 from ...solvers import make
-from ...solvers.base import REGISTRY, Solver, StepInfo
+from ...solvers.base import Solver, StepInfo
 
-__all__ = ["TutorialConfig", "BAConfig", "TrackingConfig", "MomentumConfig", "solver_section",
-           "config_section", "fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
-           "itd_cost_vs_T", "tracking_runs", "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
+__all__ = ["TutorialConfig", "BAConfig", "TrackingConfig", "MomentumConfig", "fd_check", "BA", "ba_runs",
+           "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd", "itd_cost_vs_T", "tracking_runs",
+           "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
            "fd_figure", "ba_figure", "linsys_figure", "itd_figure", "tracking_figure", "momentum_figure"]
 
 
@@ -298,65 +296,6 @@ def _tidy(tr, label, T):
                          "inner_err_sq": t.inner_err_sq.to_numpy(), "grad_norm_sq": t.grad_norm_sq.to_numpy()})
 
 
-def _solver_class(kind):
-    return kind if isinstance(kind, type) else REGISTRY[kind]
-
-
-def solver_section(kind, keys: str, symbol: str = ""):
-    """A field of a config whose value is a params sub-section of solver hyperparameters: its keys are
-    exactly the solver's field names (``kind``: a registry name such as ``"ttsa"``, or a solver class)
-    and must include ``keys`` (space-separated: the hyperparameters the experiment sets)."""
-    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": kind, "keys": tuple(keys.split())})
-
-
-def config_section(config: type, symbol: str = ""):
-    """A field of a config whose value is a params sub-section built as ``config`` (an :class:`ExperimentConfig`)."""
-    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": config})
-
-
-def _solver_params(kind, keys, values, where) -> dict:
-    """``values`` checked against the solver's fields and validated by building the solver once."""
-    cls = _solver_class(kind)
-    fields = sorted(f.name for f in dataclasses.fields(cls) if f.init)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise UnknownParameterError(f"{where}: unknown parameter(s) {unknown} for {cls.__name__}; its fields are "
-                                    f"{fields}. Fix the name in the params file / overrides.")
-    missing = sorted(set(keys) - set(values))
-    if missing:
-        raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {cls.__name__}; add them to the "
-                                    "section of every profile.")
-    try:
-        cls(**values)
-    except (ValueError, TypeError) as e:
-        raise V.HyperparameterError(f"{where}: {e}") from None
-    return dict(values)
-
-
-class _NestedConfig(ExperimentConfig):
-    """:meth:`ExperimentConfig.from_params` that first builds the fields declared with
-    :func:`config_section` / :func:`solver_section` from their sub-sections (errors name
-    ``section.field.key``)."""
-
-    @classmethod
-    def from_params(cls, values, where: str | None = None):
-        values = dict(vars(values) if isinstance(values, SimpleNamespace) else values)
-        where = where or cls.__name__
-        for f in dataclasses.fields(cls):
-            kind = f.metadata.get("section")
-            if kind is None or f.name not in values:
-                continue
-            sub, at = values[f.name], f"{where}.{f.name}"
-            if not isinstance(sub, Mapping):
-                raise V.HyperparameterError(f"{at}: expected a mapping of parameter names (a sub-section), got "
-                                          f"{type(sub).__name__} {sub!r}.")
-            if isinstance(kind, type) and issubclass(kind, ExperimentConfig):
-                values[f.name] = kind.from_params(sub, where=at)
-            else:
-                values[f.name] = _solver_params(kind, f.metadata["keys"], sub, at)
-        return super().from_params(values, where=where)
-
-
 def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
     """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same steps)."""
     for k in keys.split():
@@ -366,7 +305,7 @@ def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class BAConfig(_NestedConfig):
+class BAConfig(ExperimentConfig):
     """Sub-section ``ba`` of ``paper004_tutorial``: ``K`` outer steps of :func:`ba_runs`, and ``ba`` the
     hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
 
@@ -375,7 +314,7 @@ class BAConfig(_NestedConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrackingConfig(_NestedConfig):
+class TrackingConfig(ExperimentConfig):
     """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``K`` steps; ``ttsa`` and
     ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and :class:`~bilevel.solvers.STABLE` (same steps,
     Neumann series and batch: checked)."""
@@ -391,7 +330,7 @@ class TrackingConfig(_NestedConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class MomentumConfig(_NestedConfig):
+class MomentumConfig(ExperimentConfig):
     """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``K`` steps; ``soba``,
     ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`, :class:`~bilevel.solvers.MASOBA`
     and :class:`~bilevel.solvers.SUSTAIN` (same steps and batch: checked)."""
@@ -409,13 +348,14 @@ class MomentumConfig(_NestedConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class TutorialConfig(_NestedConfig):
+class TutorialConfig(ExperimentConfig):
     """The values of the tutorial notebook (params section ``paper004_tutorial``), one block per section
     of the notebook: ``fd_h`` (finite differences), ``ba`` (:class:`BAConfig`, :func:`ba_runs`),
     ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*`` (:func:`itd_cost_vs_T`), the noisy
     quadratic of :func:`tracking_runs` and :func:`momentum_runs` (``stoch_kappa``, ``replicates``) and
     their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`),
-    whose solver sub-sections hold the solvers' own field names, passed to them unrenamed."""
+    whose solver sub-sections (:func:`~bilevel.notebook.solver_section`) hold the solvers' own field names,
+    passed to them unrenamed."""
 
     fd_h: float = param(V.POSITIVE, "h")
     ba: BAConfig = config_section(BAConfig)
