@@ -123,14 +123,15 @@ class BA(Solver):
         return BAState((x - self.outer_lr * grad).detach(), y.detach()), StepInfo(x, y, grad)
 
 
-def ba_runs(problem, K: int, inner_steps: int, inner_lr: float, outer_lr: float) -> pd.DataFrame:
-    """BA (explicit inverse) and AID-BiO (CG, ``dim y`` steps, same loops) on ``problem``."""
+def ba_runs(problem, steps: int, inner_steps: int, inner_lr: float, outer_lr: float) -> pd.DataFrame:
+    """BA (explicit inverse) and AID-BiO (CG, ``dim y`` steps, same loops) on ``problem``, ``steps``
+    outer steps each (the slides' K; :func:`bilevel.run`'s ``steps``)."""
     ba = BA(inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr)
     aid = make("aid", inner_steps=inner_steps, inner_lr=inner_lr, linsys="cg", linsys_steps=problem.dim_y,
                outer_lr=outer_lr)
     out = []
     for label, s in (("BA (explicit inverse)", ba), ("AID-BiO (CG)", aid)):
-        tr = run(s, problem, steps=K)
+        tr = run(s, problem, steps=steps)
         out.append(tr.assign(method=label))
     return pd.concat(out, ignore_index=True)
 
@@ -290,14 +291,14 @@ def itd_cost_vs_T(problem, x, Ts, lr: float, repeats: int = 3) -> pd.DataFrame:
 
 # -- 5-6. stochastic single-loop methods ------------------------------------------------------------------
 
-def _tidy(tr, label, T):
-    t = tr[tr.k < T]
+def _tidy(tr, label, steps):
+    t = tr[tr.k < steps]
     return pd.DataFrame({"method": label, "k": t.k.to_numpy(), "replicate": t.block.astype(int).to_numpy(),
                          "inner_err_sq": t.inner_err_sq.to_numpy(), "grad_norm_sq": t.grad_norm_sq.to_numpy()})
 
 
 def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
-    """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same steps)."""
+    """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same step sizes)."""
     for k in keys.split():
         if da[k] != db[k]:
             raise ValueError(f"{owner}: {a}.{k} = {da[k]!r} and {b}.{k} = {db[k]!r} differ; the comparison runs "
@@ -306,20 +307,20 @@ def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
 
 @dataclasses.dataclass(frozen=True)
 class BAConfig(ExperimentConfig):
-    """Sub-section ``ba`` of ``paper004_tutorial``: ``K`` outer steps of :func:`ba_runs`, and ``ba`` the
-    hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
+    """Sub-section ``ba`` of ``paper004_tutorial``: ``steps`` (K), the outer steps of :func:`ba_runs`,
+    and ``ba`` the hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     ba: dict = solver_section(BA, "inner_steps inner_lr outer_lr")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackingConfig(ExperimentConfig):
-    """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``K`` steps; ``ttsa`` and
-    ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and :class:`~bilevel.solvers.STABLE` (same steps,
-    Neumann series and batch: checked)."""
+    """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``steps`` (K), the number
+    of steps; ``ttsa`` and ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and
+    :class:`~bilevel.solvers.STABLE` (same step sizes, Neumann series and batch: checked)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     ttsa: dict = solver_section("ttsa", "inner_lr outer_lr neumann neumann_steps neumann_lr batch_size")
     stable: dict = solver_section("stable", "inner_lr outer_lr correction neumann_steps neumann_lr batch_size")
 
@@ -331,11 +332,12 @@ class TrackingConfig(ExperimentConfig):
 
 @dataclasses.dataclass(frozen=True)
 class MomentumConfig(ExperimentConfig):
-    """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``K`` steps; ``soba``,
-    ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`, :class:`~bilevel.solvers.MASOBA`
-    and :class:`~bilevel.solvers.SUSTAIN` (same steps and batch: checked)."""
+    """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``steps`` (K), the number
+    of steps; ``soba``, ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`,
+    :class:`~bilevel.solvers.MASOBA` and :class:`~bilevel.solvers.SUSTAIN` (same step sizes and batch:
+    checked)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     soba: dict = solver_section("soba", "inner_lr outer_lr linsys_lr batch_size")
     ma_soba: dict = solver_section("ma_soba", "inner_lr outer_lr linsys_lr momentum batch_size")
     sustain: dict = solver_section("sustain", "inner_lr outer_lr storm_weight neumann neumann_steps neumann_lr "
@@ -353,8 +355,9 @@ class TutorialConfig(ExperimentConfig):
     of the notebook: ``fd_h`` (finite differences), ``ba`` (:class:`BAConfig`, :func:`ba_runs`),
     ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*`` (:func:`itd_cost_vs_T`), the noisy
     quadratic of :func:`tracking_runs` and :func:`momentum_runs` (``stoch_kappa``, ``replicates``) and
-    their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`),
-    whose solver sub-sections (:func:`~bilevel.notebook.solver_section`) hold the solvers' own field names,
+    their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`).
+    The sub-sections use the names of the functions they reach: ``steps`` is :func:`bilevel.run`'s, and
+    the solver sub-sections (:func:`~bilevel.notebook.solver_section`) hold the solvers' own field names,
     passed to them unrenamed."""
 
     fd_h: float = param(V.POSITIVE, "h")
@@ -373,25 +376,25 @@ class TutorialConfig(ExperimentConfig):
 
 def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
     r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, with the
-    hyperparameters of ``cfg.tracking`` (kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies).
+    hyperparameters of ``cfg.tracking`` (kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies),
+    :math:`K` = ``cfg.tracking.steps`` steps each.
 
-    TTSA and STABLE use the same steps, Neumann series and minibatch (:class:`TrackingConfig`
+    TTSA and STABLE use the same step sizes, Neumann series and minibatch (:class:`TrackingConfig`
     checks it); STABLE without correction is ``cfg.tracking.stable`` with ``correction=False``.
     Returns ``(curves, final)``: per (method, k, replicate) ``inner_err_sq`` (the inner
     iterate each estimate used, against :math:`y^*(x_k)`) and per (method,
     replicate) the final state's :math:`\|y_K - y^*(x_K)\|^2`.
     """
     t, seed = cfg.tracking, cfg.seed
-    K = t.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
     solvers = {"TTSA": make("ttsa", **t.ttsa),
                "STABLE without correction": make("stable", **{**t.stable, "correction": False}),
                "STABLE": make("stable", **t.stable)}
     curves, final = [], []
     for label, s in solvers.items():
-        tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
-        curves.append(_tidy(tr, label, K))
-        last = tr[tr.k == K]
+        tr = run(s, p, steps=t.steps, seed=seed, eval_every=eval_every)
+        curves.append(_tidy(tr, label, t.steps))
+        last = tr[tr.k == t.steps]
         final.append(pd.DataFrame({"method": label, "replicate": last.block.astype(int).to_numpy(),
                                    "final_inner_err_sq": last.inner_err_sq.to_numpy(),
                                    "final_grad_norm_sq": last.grad_norm_sq.to_numpy()}))
@@ -401,10 +404,9 @@ def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
 def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
     r"""SOBA and MA-SOBA (momentum on the UL direction, slides Eq. (20)), and SUSTAIN with its
     ``storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum), with the
-    hyperparameters of ``cfg.momentum`` (same steps: :class:`MomentumConfig` checks it) on the noisy
-    quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
+    hyperparameters of ``cfg.momentum`` (same step sizes: :class:`MomentumConfig` checks it), ``cfg.momentum.steps``
+    steps each on the noisy quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
     m, seed = cfg.momentum, cfg.seed
-    K = m.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
     solvers = {"SOBA": make("soba", **m.soba),
                "MA-SOBA": make("ma_soba", **m.ma_soba),
@@ -412,8 +414,8 @@ def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
                "SUSTAIN": make("sustain", **m.sustain)}
     out = []
     for label, s in solvers.items():
-        tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
-        out.append(_tidy(tr, label, K))
+        tr = run(s, p, steps=m.steps, seed=seed, eval_every=eval_every)
+        out.append(_tidy(tr, label, m.steps))
     return pd.concat(out, ignore_index=True)
 
 
