@@ -22,7 +22,13 @@ rule ``x -> step``), :data:`POSITIVE`, :data:`NONNEG`, :data:`INT1`,
 :data:`INT0`, :data:`UNIT` ([0, 1)), :data:`UNIT_CLOSED` ([0, 1]),
 :data:`BOOL`, :data:`BETAS` (Adam's pair), :func:`one_of`, :func:`at_least`;
 :func:`optional` lets ``None`` through. Rules that tie two fields together
-stay in the solver's ``check`` method.
+stay in the solver's ``check`` method. The fields of experiment configs
+(:class:`bilevel.notebook.ExperimentConfig`) use the same constraints plus
+:data:`REAL`, :data:`NAME`, :data:`INTS`, :data:`NONEMPTY` and :func:`list_of`.
+
+A constraint's ``test`` raises only for a violation (the private ``_Bad``, which
+:func:`validate` turns into the message); build new constraints from the ones here
+(``list_of(one_of(...))``) rather than from code that may raise other errors.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 __all__ = ["step_size", "resolve_step", "check_step_shape", "positive_float", "positive_int", "nonneg_int",
            "choice", "unit_interval", "HyperparameterError", "Constraint", "hyper",
-           "validate", "check_shapes", "one_of", "optional", "at_least", "STEP", "POSITIVE", "NONNEG",
-           "INT1", "INT0", "UNIT", "UNIT_CLOSED", "BOOL", "BETAS"]
+           "validate", "check_shapes", "one_of", "optional", "at_least", "list_of", "STEP", "POSITIVE",
+           "NONNEG", "INT1", "INT0", "UNIT", "UNIT_CLOSED", "BOOL", "BETAS", "REAL", "NAME", "INTS", "NONEMPTY"]
 
 
 # -- declarative hyperparameters ------------------------------------------------------------
@@ -61,7 +67,7 @@ class _Bad(Exception):
 
 
 def _real(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (isinstance(v, int) or math.isfinite(v)):
         raise _Bad
     return v
 
@@ -102,6 +108,17 @@ def _bool(v):
     return _require(isinstance(v, bool), v)
 
 
+def _nonempty(v):
+    return _require(isinstance(v, (list, tuple)) and len(v) > 0, v)
+
+
+def _member(v, options) -> bool:
+    try:
+        return v in options
+    except (TypeError, ValueError, RuntimeError):     # e.g. an array compared with a string
+        return False
+
+
 STEP = Constraint("step", "a finite positive number, a 1-D tensor of positive per-coordinate steps "
                   "or a step rule x -> step", "pass e.g. 0.1", _step)
 POSITIVE = Constraint("> 0", "a finite number > 0", "pass e.g. 1.0", lambda v: _require(_real(v) > 0, v))
@@ -117,6 +134,13 @@ UNIT_CLOSED = Constraint("in [0, 1]", "a real number in [0, 1]", "pass e.g. 0.5"
 BOOL = Constraint("bool", "True or False", "pass True or False", _bool)
 BETAS = Constraint("betas", "two numbers (beta1, beta2), each in [0, 1)", "pass e.g. (0.9, 0.999)",
                    _betas, keep=True)
+# checks of experiment configs (bilevel.notebook.ExperimentConfig) besides the ones above
+REAL = Constraint("real", "a finite real number", "pass e.g. 0.0", _real)
+NAME = Constraint("str", "a non-empty string", "pass e.g. 'auto'",
+                  lambda v: _require(isinstance(v, str) and v != "", v))
+INTS = Constraint("list[int]", "a non-empty list of integers", "pass e.g. [0, 1, 2]",
+                  lambda v: _require(all(_as_int(i) is not None for i in _nonempty(v)), v))
+NONEMPTY = Constraint("non-empty list", "a non-empty list", "pass e.g. [...] with one entry or more", _nonempty)
 
 
 def one_of(options: Iterable) -> Constraint:
@@ -124,13 +148,33 @@ def one_of(options: Iterable) -> Constraint:
     opts = tuple(options)
     shown = ", ".join(map(repr, opts))
     return Constraint(f"in {{{shown}}}", f"one of {shown}", f"choose one of {shown}",
-                      lambda v: _require(v in opts, v))
+                      lambda v: _require(_member(v, opts), v))
 
 
 def at_least(lo: float) -> Constraint:
     """A finite real number >= ``lo``."""
     return Constraint(f">= {lo:g}", f"a real number >= {lo:g}", f"pass e.g. {lo:g}",
                       lambda v: _require(_real(v) >= lo, v))
+
+
+def list_of(c: Constraint, nonempty: bool = True, fix: str | None = None) -> Constraint:
+    """A list (non-empty unless ``nonempty`` is False) whose every entry satisfies ``c``; ``fix``
+    replaces the generic advice in messages (e.g. ``"pass e.g. [0.01, 0.1]"``).
+
+    >>> list_of(NONNEG).test([0.0, 0.1])
+    [0.0, 0.1]
+    >>> list_of(NONNEG).desc
+    'a non-empty list, each entry a finite number >= 0'
+    """
+    def test(v):
+        if not (isinstance(v, (list, tuple)) and (v or not nonempty)):
+            raise _Bad
+        for x in v:
+            c.test(x)
+        return v
+    kind = "a non-empty list" if nonempty else "a list"
+    return Constraint(f"list of {c.name}", f"{kind}, each entry {c.desc}",
+                      fix or f"pass a list; for each entry, {c.fix}", test)
 
 
 def optional(c: Constraint) -> Constraint:
@@ -166,7 +210,7 @@ def validate(obj) -> None:
         value = getattr(obj, f.name)
         try:
             out = c.test(value)
-        except (_Bad, ValueError, TypeError):
+        except _Bad:
             raise HyperparameterError(f"{owner}: {_label(f)} = {value!r} violates '{c.name}': "
                                       f"must be {c.desc}; {c.fix}.") from None
         if c.keep:

@@ -18,7 +18,10 @@ one word ``profile``; the values themselves live only in ``params.yaml`` /
 ``experiment(cfg, progress=True)``: an :class:`ExperimentConfig` is a frozen dataclass whose
 fields are the section's keys (named as the arguments that receive them, a solver's field names
 for solver hyperparameters), each checked by its :func:`param` constraint when it is built; an
-unknown or missing key fails naming the key and the section.
+unknown or missing key fails naming the key and the section. A field declared with
+:func:`config_section` (another config) or :func:`solver_section` (a solver's own fields) holds a
+nested sub-section, checked by the same rules; its errors name the key path
+(``params.yaml:paper004_tutorial.tracking.ttsa``).
 
 **Runner.** ``python -m bilevel.notebook`` is what ``dvc.yaml`` calls::
 
@@ -53,12 +56,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 
-from ._validate import INT1, Constraint, HyperparameterError, validate
+from ._validate import INT1, INTS, NAME, NONEMPTY, REAL, HyperparameterError, validate
 
-__all__ = ["load_params", "ExperimentConfig", "param", "REAL", "NAME", "INTS", "NONEMPTY",
+__all__ = ["load_params", "ExperimentConfig", "param", "config_section", "solver_section",
+           "REAL", "NAME", "INTS", "NONEMPTY",
            "profile_file", "find_root", "declared_parameters", "check_parameters",
            "execute", "main", "strip_notebook", "CANONICAL_METADATA", "UnknownParameterError",
            "ParameterTypeError"]
@@ -212,39 +217,78 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
 
 # -- experiment configs ----------------------------------------------------------------------
 
-def _check(ok, v):
-    if not ok:
-        raise ValueError(v)
-    return v
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-#: checks of experiment configs (beside :mod:`bilevel._validate`'s INT1, POSITIVE, ...)
-REAL = Constraint("real", "a finite real number", "pass e.g. 0.0",
-                  lambda v: _check(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                   and v == v and abs(v) != float("inf"), v))
-NAME = Constraint("str", "a string", "pass e.g. 'auto'", lambda v: _check(isinstance(v, str) and v != "", v))
-INTS = Constraint("list[int]", "a non-empty list of integers", "pass e.g. [0, 1, 2]",
-                  lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0 and all(map(_is_int, v)), v))
-NONEMPTY = Constraint("non-empty list", "a non-empty list", "pass e.g. [...] with one entry or more",
-                      lambda v: _check(isinstance(v, (list, tuple)) and len(v) > 0, v))
-
-
 def param(check=None, symbol: str = "", default=dataclasses.MISSING):
     """A field of an :class:`ExperimentConfig`: required unless ``default`` is given, checked by
-    ``check`` (a :class:`bilevel._validate.Constraint`) when the config is built."""
+    ``check`` (a :class:`bilevel._validate.Constraint`: :data:`INT1`, :data:`REAL`, :data:`NAME`,
+    :data:`INTS`, :data:`NONEMPTY`, ...) when the config is built."""
     return dataclasses.field(default=default, metadata={"symbol": symbol, "check": check})
+
+
+def config_section(config: type, symbol: str = ""):
+    """A field of an :class:`ExperimentConfig` whose value is a params sub-section, built as
+    ``config`` (another :class:`ExperimentConfig`) by :meth:`ExperimentConfig.from_params`; its
+    errors name the key path (``params.yaml:section.field.key``)."""
+    def build(values, where):
+        return config.from_params(values, where=where)
+    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": build})
+
+
+def solver_section(solver, keys: str, symbol: str = ""):
+    """A field of an :class:`ExperimentConfig` whose value is a params sub-section of solver
+    hyperparameters, kept as a dict for ``make(name, **section)``: its keys are the solver's own field
+    names (``solver``: a registry name such as ``"ttsa"``, or a solver class) and must include ``keys``
+    (space-separated: the hyperparameters the experiment sets; the solver's defaults stand for the
+    others). :meth:`ExperimentConfig.from_params` checks the names and builds the solver once, so a
+    bad value fails with the solver's own message, prefixed by the key path."""
+    required = tuple(keys.split())
+
+    def build(values, where):
+        cls = _solver_class(solver)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        _check_keys(values, fields, required, cls.__name__, where)
+        _construct(cls, values, where)
+        return dict(values)
+    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": build})
+
+
+def _solver_class(solver) -> type:
+    if isinstance(solver, type):
+        return solver
+    from .solvers import REGISTRY, available
+    if solver not in REGISTRY:
+        raise ValueError(f"solver_section: unknown solver {solver!r}; registered: {available()}.")
+    return REGISTRY[solver]
+
+
+def _check_keys(values, fields: dict, required, owner: str, where: str) -> None:
+    """:class:`UnknownParameterError` for a key of ``values`` that is not in ``fields`` and for a
+    ``required`` name that is not in ``values``; ``where`` is the file:section (and key path)."""
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UnknownParameterError(
+            f"{where}: unknown parameter(s) {unknown} for {owner}; it takes {sorted(fields)}. "
+            "Fix the name in the params file / overrides.")
+    missing = sorted(set(required) - set(values))
+    if missing:
+        raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {owner}; "
+                                    "add them to the section of every profile.")
+
+
+def _construct(cls, values, where):
+    """``cls(**values)``, its ``ValueError``/``TypeError`` re-raised prefixed with ``where``."""
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:
+        raise HyperparameterError(f"{where}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Base of an experiment's config: a frozen dataclass whose fields are the keys of one params
     section, named as the arguments that receive them (a solver's field names for solver
-    hyperparameters). Subclasses declare fields with :func:`param`; building one validates
-    every field in one place (``__post_init__``).
+    hyperparameters). Subclasses declare fields with :func:`param`; a field declared with
+    :func:`config_section` or :func:`solver_section` holds a nested sub-section, checked the same way.
+    Building one validates every field in one place (``__post_init__``).
 
     >>> @dataclasses.dataclass(frozen=True)
     ... class Demo(ExperimentConfig):
@@ -259,6 +303,28 @@ class ExperimentConfig:
     Traceback (most recent call last):
     ...
     bilevel._validate.HyperparameterError: params.yaml:demo: Demo: steps = 0 violates 'int >= 1': ...
+
+    Nested sub-sections report their key path:
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Outer(ExperimentConfig):
+    ...     seed: int = param(INT1)
+    ...     inner: Demo = config_section(Demo)
+    ...     itd: dict = solver_section("itd", "inner_steps inner_lr outer_lr")
+    >>> Outer.from_params({"seed": 1, "inner": {"steps": 2},
+    ...                    "itd": {"inner_steps": 5, "inner_lr": 0.1, "outer_lr": 0.1}}, where="params.yaml:demo")
+    Outer(seed=1, inner=Demo(steps=2), itd={'inner_steps': 5, 'inner_lr': 0.1, 'outer_lr': 0.1})
+    >>> Outer.from_params({"seed": 1, "inner": {"steps": 0},
+    ...                    "itd": {"inner_steps": 5, "inner_lr": 0.1, "outer_lr": 0.1}},
+    ...                   where="params.yaml:demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bilevel._validate.HyperparameterError: params.yaml:demo.inner: Demo: steps = 0 violates 'int >= 1': ...
+    >>> Outer.from_params({"seed": 1, "inner": {"steps": 2}, "itd": {"inner_lr": 0.1, "outer_rl": 0.1}},
+    ...                   where="params.yaml:demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bilevel.notebook.UnknownParameterError: params.yaml:demo.itd: unknown parameter(s) ['outer_rl'] for ITD; ...
     """
 
     def __post_init__(self):
@@ -267,27 +333,27 @@ class ExperimentConfig:
     @classmethod
     def from_params(cls, values, where: str | None = None):
         """The config of ``values`` (a mapping or :func:`load_params`' namespace); ``where``
-        (e.g. ``"params.yaml:paper003_mnist_aid"``) prefixes every error. Raises
-        :class:`UnknownParameterError` for a key that is no field and for a missing field,
-        :class:`~bilevel._validate.HyperparameterError` for a value that violates its field's check."""
+        (e.g. ``"params.yaml:paper003_mnist_aid"``) prefixes every error, followed by the key path
+        inside nested sub-sections (``where.field``). Raises :class:`UnknownParameterError` for a key
+        that is no field and for a missing field, :class:`~bilevel._validate.HyperparameterError` for
+        a value that violates its field's check or a sub-section that is no mapping."""
         values = dict(vars(values) if isinstance(values, SimpleNamespace) else values)
         values.pop("profile", None)
         where = where or cls.__name__
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise UnknownParameterError(
-                f"{where}: unknown parameter(s) {unknown} for {cls.__name__}; it takes {sorted(fields)}. "
-                "Fix the name in the params file / overrides.")
-        missing = sorted(n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
-                         and f.default_factory is dataclasses.MISSING)
-        if missing:
-            raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {cls.__name__}; "
-                                        "add them to the section of every profile.")
-        try:
-            return cls(**values)
-        except (ValueError, TypeError) as e:
-            raise HyperparameterError(f"{where}: {e}") from None
+        required = [n for n, f in fields.items()
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        _check_keys(values, fields, required, cls.__name__, where)
+        for name, f in fields.items():
+            build = f.metadata.get("section")
+            if build is None or name not in values:
+                continue
+            sub, at = values[name], f"{where}.{name}"
+            if not isinstance(sub, Mapping):
+                raise HyperparameterError(f"{at}: expected a mapping of parameter names (a sub-section), got "
+                                          f"{type(sub).__name__} {sub!r}; write it as {name}: {{key: value, ...}}.")
+            values[name] = build(dict(sub), at)
+        return _construct(cls, values, where)
 
 
 # -- clean source notebooks --------------------------------------------------------------------

@@ -238,3 +238,77 @@ def test_every_config_takes_exactly_its_section_in_every_profile():
         name = next(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
         with pytest.raises(UnknownParameterError, match=rf"missing parameter\(s\) \['{name}'\]"):
             cls.from_params({k: v for k, v in values.items() if k != name}, where=section)
+
+
+# -- nested sub-sections ---------------------------------------------------------------------
+
+def _nested_configs():
+    import dataclasses
+
+    from bilevel._validate import INT1
+    from bilevel.notebook import ExperimentConfig, config_section, param, solver_section
+
+    @dataclasses.dataclass(frozen=True)
+    class Leaf(ExperimentConfig):
+        steps: int = param(INT1, "K")
+        itd: dict = solver_section("itd", "inner_steps inner_lr outer_lr")
+
+    @dataclasses.dataclass(frozen=True)
+    class Middle(ExperimentConfig):
+        leaf: Leaf = config_section(Leaf)
+        seed: int = param(INT1, default=1)
+
+    @dataclasses.dataclass(frozen=True)
+    class Top(ExperimentConfig):
+        middle: Middle = config_section(Middle)
+        replicates: int = param(INT1)
+    values = {"replicates": 2, "middle": {"leaf": {"steps": 3, "itd": {"inner_steps": 4, "inner_lr": 0.1,
+                                                                         "outer_lr": 0.2}}}}
+    return Top, values
+
+
+@pytest.mark.parametrize("path, edit, error, message", [
+    ("", lambda v: v.update(replicats=2), UnknownParameterError,
+     r"^f\.yaml:s: unknown parameter\(s\) \['replicats'\] for Top; it takes \['middle', 'replicates'\]\. Fix"),
+    ("middle.leaf", lambda v: v.update(stpes=3), UnknownParameterError,
+     r"^f\.yaml:s\.middle\.leaf: unknown parameter\(s\) \['stpes'\] for Leaf; it takes \['itd', 'steps'\]\. Fix"),
+    ("middle.leaf.itd", lambda v: v.update(inner_rl=0.1), UnknownParameterError,
+     r"^f\.yaml:s\.middle\.leaf\.itd: unknown parameter\(s\) \['inner_rl'\] for ITD; it takes \[.*'inner_lr'.*\]"),
+    ("", lambda v: v.pop("replicates"), UnknownParameterError,
+     r"^f\.yaml:s: missing parameter\(s\) \['replicates'\] for Top; add them"),
+    ("middle.leaf", lambda v: v.pop("steps"), UnknownParameterError,
+     r"^f\.yaml:s\.middle\.leaf: missing parameter\(s\) \['steps'\] for Leaf; add them"),
+    ("middle.leaf.itd", lambda v: v.pop("outer_lr"), UnknownParameterError,
+     r"^f\.yaml:s\.middle\.leaf\.itd: missing parameter\(s\) \['outer_lr'\] for ITD; add them"),
+    ("middle.leaf", lambda v: v.update(steps=0), "HyperparameterError",
+     r"^f\.yaml:s\.middle\.leaf: Leaf: steps \(K\) = 0 violates 'int >= 1'"),
+    ("middle.leaf.itd", lambda v: v.update(inner_lr=-1.0), "HyperparameterError",
+     r"^f\.yaml:s\.middle\.leaf\.itd: ITD: inner_lr .* = -1\.0 violates"),
+    ("middle", lambda v: v.update(leaf=[3]), "HyperparameterError",
+     r"^f\.yaml:s\.middle\.leaf: expected a mapping .* got list \[3\]"),
+])
+def test_nested_sections_are_checked_by_the_same_rules_naming_the_key_path(path, edit, error, message):
+    from bilevel import notebook
+    Top, values = _nested_configs()
+    cfg = Top.from_params(values, where="f.yaml:s")
+    assert cfg.middle.leaf.itd == {"inner_steps": 4, "inner_lr": 0.1, "outer_lr": 0.2}
+    assert cfg.middle.seed == 1 and cfg.middle.leaf.steps == 3
+    node = values
+    for part in filter(None, path.split(".")):
+        node = node[part]
+    edit(node)
+    error = getattr(notebook, error) if isinstance(error, str) else error
+    with pytest.raises(error, match=message):
+        Top.from_params(values, where="f.yaml:s")
+
+
+def test_a_solver_section_names_an_unknown_solver():
+    import dataclasses
+
+    from bilevel.notebook import ExperimentConfig, solver_section
+
+    @dataclasses.dataclass(frozen=True)
+    class Bad(ExperimentConfig):
+        s: dict = solver_section("no_such_solver", "inner_lr")
+    with pytest.raises(ValueError, match=r"unknown solver 'no_such_solver'; registered: \[.*'aid'"):
+        Bad.from_params({"s": {"inner_lr": 0.1}})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import pathlib
+import re
 
 import pytest
 
@@ -93,3 +94,54 @@ def test_cross_field_rules_still_apply():
         bl.solvers.SUSTAIN(**OK["sustain"], storm_weight=0.0)
     with pytest.raises(ValueError, match="epoch_length"):
         bl.solvers.UniBiO(**{**OK["unibio"], "inner_steps": 2})
+
+
+# -- the constraints of experiment configs live beside the solvers' ----------------------------
+
+@pytest.mark.parametrize("c, good, bad", [
+    (V.REAL, [0, -1.5, 10 ** 400], [True, float("nan"), float("inf"), "1", None]),
+    (V.NAME, ["auto", "url"], ["", 1, None]),
+    (V.INTS, [[0, -1], (2,)], [[], [1.0], [True], 3, "12"]),
+    (V.NONEMPTY, [[1], ("a",)], [[], "ab", 3]),
+    (V.list_of(V.NONNEG), [[0.0, 0.5]], [[], [-1.0], 0.5, [None]]),
+    (V.list_of(V.one_of(("a", "b")), nonempty=False), [[], ["a", "b"]], [["c"], "ab"]),
+])
+def test_config_constraints_accept_and_refuse(c, good, bad):
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        v: object = V.hyper(None, "v", c)
+
+        def __post_init__(self):
+            V.validate(self)
+    for g in good:
+        Demo(g)
+    for b in bad:
+        with pytest.raises(V.HyperparameterError, match=rf"Demo: v \(v\) = .* violates '{re.escape(c.name)}': "
+                                                         rf"must be {re.escape(c.desc)}; {re.escape(c.fix)}\."):
+            Demo(b)
+
+
+def test_notebook_reexports_the_config_constraints_and_keeps_no_copies():
+    from bilevel import notebook
+    assert (notebook.REAL, notebook.NAME, notebook.INTS, notebook.NONEMPTY) == (V.REAL, V.NAME, V.INTS, V.NONEMPTY)
+    assert not hasattr(notebook, "_check") and not hasattr(notebook, "_is_int")
+
+
+def test_only_violations_become_messages():
+    """validate reports a constraint's violations; an error inside a constraint's own code (a bug)
+    surfaces as itself instead of as a wrong 'violates' message."""
+    def buggy(v):
+        return v + "x"            # a TypeError for an int: a bug of the constraint, not a violation
+
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        v: object = V.hyper(None, "", V.Constraint("buggy", "anything", "nothing to fix", buggy))
+
+        def __post_init__(self):
+            V.validate(self)
+    with pytest.raises(TypeError) as e:
+        Demo(1)
+    assert not isinstance(e.value, V.HyperparameterError)
+    np = pytest.importorskip("numpy")
+    with pytest.raises(V.HyperparameterError, match="violates 'in {'"):
+        bl.solvers.AID(inner_lr=0.1, outer_lr=0.1, linsys=np.array(["cg", "gd"]))

@@ -114,8 +114,7 @@ class Example3Config(ExperimentConfig):
 
     ps: list = param(NONEMPTY)
     outer_lrs: list = param(NONEMPTY, "eta per p")
-    noise_variances: list = param(V.Constraint("list", "a list of variances >= 0", "pass e.g. [0.01, 0.1]",
-                                               lambda v: [V.NONNEG.test(x) for x in v]))
+    noise_variances: list = param(V.list_of(V.NONNEG, nonempty=False, fix="pass e.g. [0.01, 0.1]"))
     ul_noise_std: float = param(V.NONNEG)
     T: int = param(V.INT1)
     seed: int = param(V.INT0)

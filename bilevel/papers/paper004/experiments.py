@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -32,16 +30,16 @@ import torch
 
 from ... import _validate as V
 from ... import hypergrad, stats
-from ...notebook import NONEMPTY, ExperimentConfig, UnknownParameterError, param
+from ...notebook import NONEMPTY, ExperimentConfig, config_section, param, solver_section
 from ...oracles import Oracles
 from ...problems import conditioned
 from ...run import run
 from ...solvers import make
-from ...solvers.base import REGISTRY, Solver, StepInfo
+from ...solvers.base import Solver, StepInfo
 
-__all__ = ["TutorialConfig", "BAConfig", "TrackingConfig", "MomentumConfig", "solver_section",
-           "config_section", "fd_check", "BA", "ba_runs", "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd",
-           "itd_cost_vs_T", "tracking_runs", "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
+__all__ = ["TutorialConfig", "BAConfig", "TrackingConfig", "MomentumConfig", "fd_check", "BA", "ba_runs",
+           "linsys_error_vs_q", "SavedBytes", "itd_forward_autograd", "itd_cost_vs_T", "tracking_runs",
+           "momentum_runs", "floor_table", "ratio_interval", "loglog_fit",
            "fd_figure", "ba_figure", "linsys_figure", "itd_figure", "tracking_figure", "momentum_figure"]
 
 
@@ -125,14 +123,15 @@ class BA(Solver):
         return BAState((x - self.outer_lr * grad).detach(), y.detach()), StepInfo(x, y, grad)
 
 
-def ba_runs(problem, K: int, inner_steps: int, inner_lr: float, outer_lr: float) -> pd.DataFrame:
-    """BA (explicit inverse) and AID-BiO (CG, ``dim y`` steps, same loops) on ``problem``."""
+def ba_runs(problem, steps: int, inner_steps: int, inner_lr: float, outer_lr: float) -> pd.DataFrame:
+    """BA (explicit inverse) and AID-BiO (CG, ``dim y`` steps, same loops) on ``problem``, ``steps``
+    outer steps each (the slides' K; :func:`bilevel.run`'s ``steps``)."""
     ba = BA(inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr)
     aid = make("aid", inner_steps=inner_steps, inner_lr=inner_lr, linsys="cg", linsys_steps=problem.dim_y,
                outer_lr=outer_lr)
     out = []
     for label, s in (("BA (explicit inverse)", ba), ("AID-BiO (CG)", aid)):
-        tr = run(s, problem, steps=K)
+        tr = run(s, problem, steps=steps)
         out.append(tr.assign(method=label))
     return pd.concat(out, ignore_index=True)
 
@@ -292,73 +291,14 @@ def itd_cost_vs_T(problem, x, Ts, lr: float, repeats: int = 3) -> pd.DataFrame:
 
 # -- 5-6. stochastic single-loop methods ------------------------------------------------------------------
 
-def _tidy(tr, label, T):
-    t = tr[tr.k < T]
+def _tidy(tr, label, steps):
+    t = tr[tr.k < steps]
     return pd.DataFrame({"method": label, "k": t.k.to_numpy(), "replicate": t.block.astype(int).to_numpy(),
                          "inner_err_sq": t.inner_err_sq.to_numpy(), "grad_norm_sq": t.grad_norm_sq.to_numpy()})
 
 
-def _solver_class(kind):
-    return kind if isinstance(kind, type) else REGISTRY[kind]
-
-
-def solver_section(kind, keys: str, symbol: str = ""):
-    """A field of a config whose value is a params sub-section of solver hyperparameters: its keys are
-    exactly the solver's field names (``kind``: a registry name such as ``"ttsa"``, or a solver class)
-    and must include ``keys`` (space-separated: the hyperparameters the experiment sets)."""
-    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": kind, "keys": tuple(keys.split())})
-
-
-def config_section(config: type, symbol: str = ""):
-    """A field of a config whose value is a params sub-section built as ``config`` (an :class:`ExperimentConfig`)."""
-    return dataclasses.field(metadata={"symbol": symbol, "check": None, "section": config})
-
-
-def _solver_params(kind, keys, values, where) -> dict:
-    """``values`` checked against the solver's fields and validated by building the solver once."""
-    cls = _solver_class(kind)
-    fields = sorted(f.name for f in dataclasses.fields(cls) if f.init)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise UnknownParameterError(f"{where}: unknown parameter(s) {unknown} for {cls.__name__}; its fields are "
-                                    f"{fields}. Fix the name in the params file / overrides.")
-    missing = sorted(set(keys) - set(values))
-    if missing:
-        raise UnknownParameterError(f"{where}: missing parameter(s) {missing} for {cls.__name__}; add them to the "
-                                    "section of every profile.")
-    try:
-        cls(**values)
-    except (ValueError, TypeError) as e:
-        raise V.HyperparameterError(f"{where}: {e}") from None
-    return dict(values)
-
-
-class _NestedConfig(ExperimentConfig):
-    """:meth:`ExperimentConfig.from_params` that first builds the fields declared with
-    :func:`config_section` / :func:`solver_section` from their sub-sections (errors name
-    ``section.field.key``)."""
-
-    @classmethod
-    def from_params(cls, values, where: str | None = None):
-        values = dict(vars(values) if isinstance(values, SimpleNamespace) else values)
-        where = where or cls.__name__
-        for f in dataclasses.fields(cls):
-            kind = f.metadata.get("section")
-            if kind is None or f.name not in values:
-                continue
-            sub, at = values[f.name], f"{where}.{f.name}"
-            if not isinstance(sub, Mapping):
-                raise V.HyperparameterError(f"{at}: expected a mapping of parameter names (a sub-section), got "
-                                          f"{type(sub).__name__} {sub!r}.")
-            if isinstance(kind, type) and issubclass(kind, ExperimentConfig):
-                values[f.name] = kind.from_params(sub, where=at)
-            else:
-                values[f.name] = _solver_params(kind, f.metadata["keys"], sub, at)
-        return super().from_params(values, where=where)
-
-
 def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
-    """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same steps)."""
+    """ValueError unless the solver sub-sections ``a`` and ``b`` agree on ``keys`` (same step sizes)."""
     for k in keys.split():
         if da[k] != db[k]:
             raise ValueError(f"{owner}: {a}.{k} = {da[k]!r} and {b}.{k} = {db[k]!r} differ; the comparison runs "
@@ -366,21 +306,21 @@ def _same(owner, a: str, da: dict, b: str, db: dict, keys: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class BAConfig(_NestedConfig):
-    """Sub-section ``ba`` of ``paper004_tutorial``: ``K`` outer steps of :func:`ba_runs`, and ``ba`` the
-    hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
+class BAConfig(ExperimentConfig):
+    """Sub-section ``ba`` of ``paper004_tutorial``: ``steps`` (K), the outer steps of :func:`ba_runs`,
+    and ``ba`` the hyperparameters of :class:`BA` (AID-BiO runs with the same ones)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     ba: dict = solver_section(BA, "inner_steps inner_lr outer_lr")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrackingConfig(_NestedConfig):
-    """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``K`` steps; ``ttsa`` and
-    ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and :class:`~bilevel.solvers.STABLE` (same steps,
-    Neumann series and batch: checked)."""
+class TrackingConfig(ExperimentConfig):
+    """Sub-section ``tracking`` of ``paper004_tutorial`` (:func:`tracking_runs`): ``steps`` (K), the number
+    of steps; ``ttsa`` and ``stable``, the fields of :class:`~bilevel.solvers.TTSA` and
+    :class:`~bilevel.solvers.STABLE` (same step sizes, Neumann series and batch: checked)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     ttsa: dict = solver_section("ttsa", "inner_lr outer_lr neumann neumann_steps neumann_lr batch_size")
     stable: dict = solver_section("stable", "inner_lr outer_lr correction neumann_steps neumann_lr batch_size")
 
@@ -391,12 +331,13 @@ class TrackingConfig(_NestedConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class MomentumConfig(_NestedConfig):
-    """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``K`` steps; ``soba``,
-    ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`, :class:`~bilevel.solvers.MASOBA`
-    and :class:`~bilevel.solvers.SUSTAIN` (same steps and batch: checked)."""
+class MomentumConfig(ExperimentConfig):
+    """Sub-section ``momentum`` of ``paper004_tutorial`` (:func:`momentum_runs`): ``steps`` (K), the number
+    of steps; ``soba``, ``ma_soba`` and ``sustain``, the fields of :class:`~bilevel.solvers.SOBA`,
+    :class:`~bilevel.solvers.MASOBA` and :class:`~bilevel.solvers.SUSTAIN` (same step sizes and batch:
+    checked)."""
 
-    K: int = param(V.INT1, "K")
+    steps: int = param(V.INT1, "K")
     soba: dict = solver_section("soba", "inner_lr outer_lr linsys_lr batch_size")
     ma_soba: dict = solver_section("ma_soba", "inner_lr outer_lr linsys_lr momentum batch_size")
     sustain: dict = solver_section("sustain", "inner_lr outer_lr storm_weight neumann neumann_steps neumann_lr "
@@ -409,13 +350,15 @@ class MomentumConfig(_NestedConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class TutorialConfig(_NestedConfig):
+class TutorialConfig(ExperimentConfig):
     """The values of the tutorial notebook (params section ``paper004_tutorial``), one block per section
     of the notebook: ``fd_h`` (finite differences), ``ba`` (:class:`BAConfig`, :func:`ba_runs`),
     ``linsys_*`` and ``q_max`` (:func:`linsys_error_vs_q`), ``itd_*`` (:func:`itd_cost_vs_T`), the noisy
     quadratic of :func:`tracking_runs` and :func:`momentum_runs` (``stoch_kappa``, ``replicates``) and
-    their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`),
-    whose solver sub-sections hold the solvers' own field names, passed to them unrenamed."""
+    their sub-sections ``tracking`` (:class:`TrackingConfig`) and ``momentum`` (:class:`MomentumConfig`).
+    The sub-sections use the names of the functions they reach: ``steps`` is :func:`bilevel.run`'s, and
+    the solver sub-sections (:func:`~bilevel.notebook.solver_section`) hold the solvers' own field names,
+    passed to them unrenamed."""
 
     fd_h: float = param(V.POSITIVE, "h")
     ba: BAConfig = config_section(BAConfig)
@@ -433,25 +376,25 @@ class TutorialConfig(_NestedConfig):
 
 def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
     r"""TTSA vs STABLE (without and with the correction term) on the noisy quadratic, with the
-    hyperparameters of ``cfg.tracking`` (kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies).
+    hyperparameters of ``cfg.tracking`` (kappa ``cfg.stoch_kappa``, ``cfg.replicates`` copies),
+    :math:`K` = ``cfg.tracking.steps`` steps each.
 
-    TTSA and STABLE use the same steps, Neumann series and minibatch (:class:`TrackingConfig`
+    TTSA and STABLE use the same step sizes, Neumann series and minibatch (:class:`TrackingConfig`
     checks it); STABLE without correction is ``cfg.tracking.stable`` with ``correction=False``.
     Returns ``(curves, final)``: per (method, k, replicate) ``inner_err_sq`` (the inner
     iterate each estimate used, against :math:`y^*(x_k)`) and per (method,
     replicate) the final state's :math:`\|y_K - y^*(x_K)\|^2`.
     """
     t, seed = cfg.tracking, cfg.seed
-    K = t.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
     solvers = {"TTSA": make("ttsa", **t.ttsa),
                "STABLE without correction": make("stable", **{**t.stable, "correction": False}),
                "STABLE": make("stable", **t.stable)}
     curves, final = [], []
     for label, s in solvers.items():
-        tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
-        curves.append(_tidy(tr, label, K))
-        last = tr[tr.k == K]
+        tr = run(s, p, steps=t.steps, seed=seed, eval_every=eval_every)
+        curves.append(_tidy(tr, label, t.steps))
+        last = tr[tr.k == t.steps]
         final.append(pd.DataFrame({"method": label, "replicate": last.block.astype(int).to_numpy(),
                                    "final_inner_err_sq": last.inner_err_sq.to_numpy(),
                                    "final_grad_norm_sq": last.grad_norm_sq.to_numpy()}))
@@ -461,10 +404,9 @@ def tracking_runs(cfg: TutorialConfig, *, eval_every: int = 1):
 def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
     r"""SOBA and MA-SOBA (momentum on the UL direction, slides Eq. (20)), and SUSTAIN with its
     ``storm_weight`` (bilevel momentum, Eqs. (21)-(22)) vs SUSTAIN with weight 1 (no momentum), with the
-    hyperparameters of ``cfg.momentum`` (same steps: :class:`MomentumConfig` checks it) on the noisy
-    quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
+    hyperparameters of ``cfg.momentum`` (same step sizes: :class:`MomentumConfig` checks it), ``cfg.momentum.steps``
+    steps each on the noisy quadratic. Per (method, k, replicate) ``grad_norm_sq``."""
     m, seed = cfg.momentum, cfg.seed
-    K = m.K
     p = conditioned.quadratic(cfg.stoch_kappa, replicates=cfg.replicates)
     solvers = {"SOBA": make("soba", **m.soba),
                "MA-SOBA": make("ma_soba", **m.ma_soba),
@@ -472,8 +414,8 @@ def momentum_runs(cfg: TutorialConfig, *, eval_every: int = 1) -> pd.DataFrame:
                "SUSTAIN": make("sustain", **m.sustain)}
     out = []
     for label, s in solvers.items():
-        tr = run(s, p, steps=K, seed=seed, eval_every=eval_every)
-        out.append(_tidy(tr, label, K))
+        tr = run(s, p, steps=m.steps, seed=seed, eval_every=eval_every)
+        out.append(_tidy(tr, label, m.steps))
     return pd.concat(out, ignore_index=True)
 
 
