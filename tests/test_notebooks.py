@@ -31,18 +31,18 @@ def _env(**extra):
 def test_profile_selects_the_file_and_overrides_are_applied():
     smoke = load_params("paper001_quadratic", "smoke", root=ROOT)
     paper = load_params("paper001_quadratic", "paper", root=ROOT)
-    assert (smoke.K, paper.K) == (1000, 10000)
+    assert (smoke.steps, paper.steps) == (1000, 10000)
     assert len(paper.kappas) > len(smoke.kappas)
-    p = load_params("paper001_quadratic", "paper", {"K": 20, "kappas": [2, 5]}, root=ROOT)
-    assert p.K == 20 and p.kappas == [2.0, 5.0] and all(isinstance(k, float) for k in p.kappas)
+    p = load_params("paper001_quadratic", "paper", {"steps": 20, "kappas": [2, 5]}, root=ROOT)
+    assert p.steps == 20 and p.kappas == [2.0, 5.0] and all(isinstance(k, float) for k in p.kappas)
     assert not hasattr(p, "profile")
 
 
 @pytest.mark.parametrize("name, value, expected", [
     ("kappas", "234", "list[float]"),          # papermill alone would iterate over '2', '3', '4'
     ("kappas", [2.0, "3"], "list[float]"),
-    ("K", 1000.5, "int"),
-    ("K", True, "int"),
+    ("steps", 1000.5, "int"),
+    ("steps", True, "int"),
     ("aid_beta_scale", "0.3", "float"),
 ])
 def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
@@ -86,8 +86,8 @@ def test_every_notebook_loads_its_section_in_both_profiles():
 
 def test_runner_folds_section_keys_into_overrides_and_checks_them():
     nb = NB / "paper001" / "01_quadratic_runs.ipynb"
-    injected = check_parameters(nb, {"K": 50, "results_dir": "x"})
-    assert injected == {"results_dir": "x", "overrides": {"K": 50}}
+    injected = check_parameters(nb, {"steps": 50, "results_dir": "x"})
+    assert injected == {"results_dir": "x", "overrides": {"steps": 50}}
     with pytest.raises(ParameterTypeError, match="'kappas'"):
         check_parameters(nb, {"kappas": "234"})
 
