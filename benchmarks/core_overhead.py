@@ -122,7 +122,7 @@ def main(argv=None):
     from bilevel.papers.paper001 import experiments as paper001
     K = 1000 if args.quick else 10000
     t0 = time.perf_counter()
-    cfg = paper001.QuadraticConfig(kappas=[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], K=K,
+    cfg = paper001.QuadraticConfig(kappas=[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], steps=K,
                                    aid_beta_scale=paper001.bounds.AID_BETA_SCALE)
     summary, _ = paper001.quadratic_sweep(cfg)
     wall = time.perf_counter() - t0

@@ -31,18 +31,18 @@ def _env(**extra):
 def test_profile_selects_the_file_and_overrides_are_applied():
     smoke = load_params("paper001_quadratic", "smoke", root=ROOT)
     paper = load_params("paper001_quadratic", "paper", root=ROOT)
-    assert (smoke.K, paper.K) == (1000, 10000)
+    assert (smoke.steps, paper.steps) == (1000, 10000)
     assert len(paper.kappas) > len(smoke.kappas)
-    p = load_params("paper001_quadratic", "paper", {"K": 20, "kappas": [2, 5]}, root=ROOT)
-    assert p.K == 20 and p.kappas == [2.0, 5.0] and all(isinstance(k, float) for k in p.kappas)
+    p = load_params("paper001_quadratic", "paper", {"steps": 20, "kappas": [2, 5]}, root=ROOT)
+    assert p.steps == 20 and p.kappas == [2.0, 5.0] and all(isinstance(k, float) for k in p.kappas)
     assert not hasattr(p, "profile")
 
 
 @pytest.mark.parametrize("name, value, expected", [
     ("kappas", "234", "list[float]"),          # papermill alone would iterate over '2', '3', '4'
     ("kappas", [2.0, "3"], "list[float]"),
-    ("K", 1000.5, "int"),
-    ("K", True, "int"),
+    ("steps", 1000.5, "int"),
+    ("steps", True, "int"),
     ("aid_beta_scale", "0.3", "float"),
 ])
 def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
@@ -53,11 +53,11 @@ def test_wrong_types_are_refused_naming_the_parameter(name, value, expected):
 
 
 def test_bool_and_str_parameters_are_checked():
-    with pytest.raises(ParameterTypeError, match="'strict' expects bool"):
-        load_params("paper003_mnist_figures", "smoke", {"strict": 1}, root=ROOT)
+    with pytest.raises(ParameterTypeError, match="'theorem_c5' expects bool"):
+        load_params("paper002_example3", "smoke", {"theorem_c5": 1}, root=ROOT)
     with pytest.raises(ParameterTypeError, match="'origin' expects str"):
         load_params("paper001_reweighting", "smoke", {"origin": 3}, root=ROOT)
-    assert load_params("paper003_mnist_figures", "smoke", {"strict": True}, root=ROOT).strict is True
+    assert load_params("paper002_example3", "smoke", {"theorem_c5": False}, root=ROOT).theorem_c5 is False
 
 
 def test_unknown_names_and_profiles_are_refused():
@@ -86,8 +86,8 @@ def test_every_notebook_loads_its_section_in_both_profiles():
 
 def test_runner_folds_section_keys_into_overrides_and_checks_them():
     nb = NB / "paper001" / "01_quadratic_runs.ipynb"
-    injected = check_parameters(nb, {"K": 50, "results_dir": "x"})
-    assert injected == {"results_dir": "x", "overrides": {"K": 50}}
+    injected = check_parameters(nb, {"steps": 50, "results_dir": "x"})
+    assert injected == {"results_dir": "x", "overrides": {"steps": 50}}
     with pytest.raises(ParameterTypeError, match="'kappas'"):
         check_parameters(nb, {"kappas": "234"})
 
@@ -204,9 +204,11 @@ def test_runner_kernels_get_the_pinned_runtime(monkeypatch):
 
 
 def _configs():
-    """(notebook, section, config class) of every notebook that builds one config from its section."""
+    """(notebook, section, config class) of every notebook that builds one config from its section: its
+    default section and every section the pipeline (dvc.yaml) runs it with."""
     import importlib
     import re
+    dvc = (ROOT / "dvc.yaml").read_text()
     out = []
     for path in sorted(NB.glob("*/*.ipynb")):
         src = path.read_text()
@@ -215,8 +217,40 @@ def _configs():
             mods = {alias or mod: f"{pkg}.{mod}" for pkg, mod, alias in
                     re.findall(r"from (bilevel\.papers\.\w+) import (\w+)(?: as (\w+))?", src)}
             cls = getattr(importlib.import_module(mods[m.group(1)]), m.group(2))
-            out.append((path, re.search(r'section = \\"(\w+)\\"', src).group(1), cls))
+            rel = re.escape(path.relative_to(ROOT).as_posix())
+            sections = {re.search(r'section = \\"(\w+)\\"', src).group(1)}
+            sections |= set(re.findall(rf"bilevel\.notebook {rel}\b[^\n]*\n(?:[^\n]*\n)?\s*--params-file \S+ "
+                                       r"--section (\w+)", dvc))
+            out.extend((path, section, cls) for section in sorted(sections))
     return out
+
+
+def _load_params_calls(path):
+    """The ``load_params(...)`` calls (ast nodes) in the code cells of notebook ``path``."""
+    import ast
+    nb = nbformat.read(path, as_version=4)
+    calls = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        calls += [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)
+                  and getattr(n.func, "id", getattr(n.func, "attr", None)) == "load_params"]
+    return calls
+
+
+def test_every_notebook_builds_its_sections_config():
+    """A parameter travels one road: every notebook reads its section into a validated config
+    (``load_params(..., config=...)``), never into a namespace unpacked by hand."""
+    paths = sorted(NB.glob("*/*.ipynb"))
+    assert len(paths) >= 18, paths
+    for path in paths:
+        calls = _load_params_calls(path)
+        assert calls, f"{path}: no load_params call"
+        for call in calls:
+            assert any(k.arg == "config" for k in call.keywords), \
+                f"{path}: load_params(...) without config=; pass the section's ExperimentConfig class"
+    assert {p for p, _, _ in _configs()} == set(paths)    # every notebook's config class is found below
 
 
 def test_every_config_takes_exactly_its_section_in_every_profile():
@@ -224,7 +258,7 @@ def test_every_config_takes_exactly_its_section_in_every_profile():
 
     import yaml
     configs = _configs()
-    assert len(configs) >= 6, configs                     # paper003 and paper001 at least
+    assert len(configs) >= 19, configs                    # every notebook, paper003_mnist_itd too
     for path, section, cls in configs:
         for f in sorted(ROOT.glob("params*.yaml")):
             if section not in (yaml.safe_load(f.read_text()) or {}):
@@ -235,7 +269,10 @@ def test_every_config_takes_exactly_its_section_in_every_profile():
         bogus = rf"{section}: unknown parameter\(s\) \['bogus'\] for {cls.__name__}"
         with pytest.raises(UnknownParameterError, match=bogus):
             cls.from_params({**values, "bogus": 1}, where=section)
-        name = next(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+        name = next((f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING), None)
+        if name is None:                                   # a section without values (figures only)
+            assert values == {} and cls.from_params({}, where=section) == cls(), (path, section)
+            continue
         with pytest.raises(UnknownParameterError, match=rf"missing parameter\(s\) \['{name}'\]"):
             cls.from_params({k: v for k, v in values.items() if k != name}, where=section)
 

@@ -40,7 +40,7 @@ from ...problems import conditioned
 from ...run import run
 from ...solvers import make
 
-__all__ = ["SsaidConfig", "tune_constants",
+__all__ = ["SsaidConfig", "SsaidFiguresConfig", "tune_constants",
            "ssaid_outer_lr", "stocbio_outer_lr", "stocbio_loops", "batch_size", "ssaid_solver",
            "stocbio_solver", "predicted_steps", "run_grid", "tune_constant", "hitting",
            "fit_exponents", "bootstrap_exponents", "local_kappa_exponents", "exponent_claims", "cost_figure",
@@ -151,6 +151,17 @@ class SsaidConfig(ExperimentConfig):
     tune_steps: int = param(V.INT1)
     tune_replicates: int = param(V.INT1)
     seed: int = param(V.INT0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SsaidFiguresConfig(ExperimentConfig):
+    """The values of the figures notebook (params section ``paper000_ssaid_figures``): ``n_boot``
+    bootstrap draws of :func:`bootstrap_exponents`; ``eps_tol`` and ``kappa_tol``, the half-widths of
+    :func:`exponent_claims`' bands around the paper's eps and kappa exponents."""
+
+    n_boot: int = param(V.INT1)
+    eps_tol: float = param(V.NONNEG)
+    kappa_tol: float = param(V.NONNEG)
 
 
 def tune_constants(cfg: SsaidConfig) -> tuple[dict, pd.DataFrame]:

@@ -54,18 +54,18 @@ def log_spaced(K: int, n: int = 200) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class QuadraticConfig(ExperimentConfig):
-    """The values of :func:`quadratic_sweep` (params section ``paper001_quadratic``); ``K``: outer steps,
-    also the horizon of the bounds; ``aid_beta_scale``: the factor of AID's Lemma 4 step
+    """The values of :func:`quadratic_sweep` (params section ``paper001_quadratic``); ``steps``: the
+    outer steps K (:func:`bilevel.run.run`'s ``steps``; result column ``K``), also the horizon of the bounds; ``aid_beta_scale``: the factor of AID's Lemma 4 step
     (:data:`bilevel.papers.paper001.bounds.AID_BETA_SCALE`)."""
 
     kappas: list = param(NONEMPTY)
-    K: int = param(INT1)
+    steps: int = param(INT1, "K")
     aid_beta_scale: float = param(POSITIVE)
 
 
 def quadratic_sweep(cfg: QuadraticConfig, *, curve_points: int = 200, progress: bool = False, dtype=None,
                     device="cpu"):
-    r"""Run single-loop AID and ITD over ``cfg.kappas`` for ``cfg.K`` outer steps.
+    r"""Run single-loop AID and ITD over ``cfg.kappas`` for ``cfg.steps`` (K) outer steps.
 
     Returns ``(summary, curves)``:
 
@@ -78,7 +78,7 @@ def quadratic_sweep(cfg: QuadraticConfig, *, curve_points: int = 200, progress: 
       ``curve_points`` log-spaced ``k`` per (method, kappa).
     """
     import torch
-    K, aid_beta_scale = cfg.K, cfg.aid_beta_scale
+    K, aid_beta_scale = cfg.steps, cfg.aid_beta_scale
     dtype = dtype or torch.float64
     kappas = [float(k) for k in cfg.kappas]
     c = bounds.ProblemConstants.from_kappa(np.asarray(kappas))
@@ -208,12 +208,12 @@ def exponent_fit(summary: pd.DataFrame, value: str = "avg_grad_norm_sq", kappa: 
 @dataclasses.dataclass(frozen=True)
 class FeatureLearningConfig(ExperimentConfig):
     """The values of :func:`feature_learning_sweep` (params section ``paper001_feature_learning``);
-    ``origin``: where space_ga comes from (``origin`` of
+    ``steps``: the outer steps K (result column ``K``); ``origin``: where space_ga comes from (``origin`` of
     :func:`~bilevel.problems.feature_learning.space_ga_split`); ``torch_threads`` is the notebook's."""
 
     kappas: list = param(NONEMPTY)
     seeds: list = param(INTS)
-    K: int = param(INT1)
+    steps: int = param(INT1, "K")
     n_train: int = param(INT1)
     n_val: int = param(INT1)
     width: int = param(INT1)
@@ -249,7 +249,7 @@ def feature_learning_sweep(cfg: FeatureLearningConfig, *, head_init: str = "ridg
     batch's wall time; and the curves at about ``curve_points`` log-spaced ``k``.
     """
     from ...problems import feature_learning as FL
-    K, n_train, n_val, width, ridge = cfg.K, cfg.n_train, cfg.n_val, cfg.width, cfg.ridge
+    K, n_train, n_val, width, ridge = cfg.steps, cfg.n_train, cfg.n_val, cfg.width, cfg.ridge
     kappa_control, inner_lr_scale, outer_lr_scale = cfg.kappa_control, cfg.inner_lr_scale, cfg.outer_lr_scale
     kappas = [float(k) for k in cfg.kappas]
     seeds = [int(s) for s in cfg.seeds]
@@ -326,12 +326,13 @@ def plateau_change(k, loss, fraction: float = 0.2) -> tuple[float, float, float]
 
 @dataclasses.dataclass(frozen=True)
 class ReweightingConfig(ExperimentConfig):
-    """The values of :func:`reweighting_runs` (params section ``paper001_reweighting``); ``loop_steps``:
+    """The values of :func:`reweighting_runs` (params section ``paper001_reweighting``); ``steps``: the
+    single loop's outer steps K (result column ``K``); ``loop_steps``:
     N of the loops (ITD's ``inner_steps``, AID's ``inner_steps`` and ``linsys_steps``); ``origin``: where
     MNIST comes from (``origin`` of :func:`bilevel.problems.reweighting.mnist`); ``plateau_tol``,
     ``paper_plateau`` and ``torch_threads`` are the notebook's (claim and runtime)."""
 
-    K: int = param(INT1)
+    steps: int = param(INT1, "K")
     loop_K: int = param(INT1)
     loop_steps: int = param(INT1, "N")
     inner_lr: float = param(POSITIVE, "alpha")
@@ -359,7 +360,7 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
     Runs on one problem (:func:`bilevel.problems.reweighting.mnist`), all with the
     paper's steps, inner ``inner_lr`` = 5e-2 and outer ``outer_lr`` = 1e-3:
 
-    * ``itd1``: single-loop ITD (paper 001's Algorithm 2), ``K`` steps, outer step
+    * ``itd1``: single-loop ITD (paper 001's Algorithm 2), ``steps`` (K) outer steps, outer step
       ``outer_optimizer`` (``"adam"``: the paper does not name its optimizer; Adam is
       what re-weighting code uses at lr 1e-3) -- the main curve;
     * ``itd1_gd``: the same with plain gradient steps (``"sgd"``). With losses averaged
@@ -371,9 +372,9 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
     * ``aidN``: AID with N inner steps and N gd steps on the linear system (step
       ``inner_lr``), ``loop_K`` outer steps, outer step ``outer_optimizer``.
 
-    ``loop_K = K / N`` gives the loops the single-loop run's number of inner
+    ``loop_K = steps / N`` gives the loops the single-loop run's number of inner
     gradient steps (their Gc, which also counts the outer gradients, is then
-    ``loop_K (N + 1)`` against the single loop's ``2K``). Returns
+    ``loop_K (N + 1)`` against the single loop's ``2 steps``). Returns
     ``(curves, summary)``: the problem's metrics every ``eval_every`` steps
     (validation/test loss and accuracy, weight diagnostics, how far the logits and
     weights moved from their start), and per run the plateau of the validation
@@ -384,7 +385,7 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
     the corrupted labels.
     """
     from ...problems import reweighting as RW
-    K, loop_K, loop_steps, inner_lr, outer_lr = cfg.K, cfg.loop_K, cfg.loop_steps, cfg.inner_lr, cfg.outer_lr
+    K, loop_K, loop_steps, inner_lr, outer_lr = cfg.steps, cfg.loop_K, cfg.loop_steps, cfg.inner_lr, cfg.outer_lr
     outer_optimizer, eval_every = cfg.outer_optimizer, cfg.eval_every
     plateau_fraction, plateau_threshold = cfg.plateau_fraction, cfg.plateau_threshold
     n_train, n_val, n_test, corruption, hidden = cfg.n_train, cfg.n_val, cfg.n_test, cfg.corruption, cfg.hidden
@@ -539,12 +540,13 @@ def penalty_gap_table(kappas, lambdas, f_curvature_over_L: float = 1.0, mu: floa
 
 @dataclasses.dataclass(frozen=True)
 class F2SAConfig(ExperimentConfig):
-    """The values of :func:`f2sa_quadratic` (params section ``paper001_f2sa``); ``gap_kappas``,
+    """The values of :func:`f2sa_quadratic` (params section ``paper001_f2sa``); ``steps``: the outer
+    steps K (result column ``K``); ``gap_kappas``,
     ``gap_lambdas`` go to :func:`penalty_gap_table`, ``torch_threads`` is the notebook's."""
 
     kappa: float = param(POSITIVE)
     lambdas: list = param(NONEMPTY, "lambda")
-    K: int = param(INT1)
+    steps: int = param(INT1, "K")
     outer_lr: float = param(POSITIVE, "beta")
     f_curvatures_over_L: list = param(NONEMPTY, "c/L")
     z_coupling: str = param(one_of(("kwon", "paper")))
@@ -557,7 +559,7 @@ def f2sa_quadratic(cfg: F2SAConfig, *, curve_points: int = 200, progress: bool =
     r"""F²SA for several fixed lambdas next to single-loop AID and ITD (paper 001, Appendix C).
 
     On :func:`quadratic001_f_curved` for each ``c/L`` in ``f_curvatures_over_L``
-    (0 = paper 001's quadratic), ``K`` steps from :math:`x_0 = y_0 = 0`, the same
+    (0 = paper 001's quadratic), ``steps`` (K) outer steps from :math:`x_0 = y_0 = 0`, the same
     outer step :math:`\beta` = ``outer_lr`` for every method:
 
     * AID (Algorithm 1) and ITD (Algorithm 2) with :math:`\alpha = \eta = 1/L`;
@@ -572,7 +574,7 @@ def f2sa_quadratic(cfg: F2SAConfig, *, curve_points: int = 200, progress: bool =
     :math:`\Phi_\lambda` next to the measured final value.
     """
     from ...solvers.f2sa import F2SA
-    kappa, lambdas, K, outer_lr = cfg.kappa, cfg.lambdas, cfg.K, cfg.outer_lr
+    kappa, lambdas, K, outer_lr = cfg.kappa, cfg.lambdas, cfg.steps, cfg.outer_lr
     f_curvatures_over_L, z_coupling = cfg.f_curvatures_over_L, cfg.z_coupling
     if z_coupling not in ("kwon", "paper"):
         raise ValueError(f"z_coupling must be 'kwon' or 'paper', got {z_coupling!r}.")

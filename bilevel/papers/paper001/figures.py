@@ -5,14 +5,35 @@ Tidy tables in, a matplotlib figure out; the style table and footer are :mod:`bi
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..._validate import POSITIVE
+from ...notebook import ExperimentConfig, param
 from ...plots import STYLE, footer, line, setup
 
-__all__ = ['quadratic_figure1', 'quadratic_figure2', 'feature_learning_figure', 'reweighting_figure', 'f2sa_figure']
+__all__ = ['QuadraticFiguresConfig', 'Figure3F2SAFiguresConfig',
+           'quadratic_figure1', 'quadratic_figure2', 'feature_learning_figure', 'reweighting_figure', 'f2sa_figure']
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadraticFiguresConfig(ExperimentConfig):
+    """The values of the Figures 1-2 notebook (params section ``paper001_quadratic_figures``):
+    ``kappa_right``, the kappa of Figure 1's right panel (AID against K) and of the rate claims."""
+
+    kappa_right: float = param(POSITIVE, "kappa")
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure3F2SAFiguresConfig(ExperimentConfig):
+    """The values of the Figure 3 / Appendix C figures notebook (params section
+    ``paper001_figure3_f2sa_figures``): none (the figures read everything from the results); a key
+    added to the section fails until it is a field here."""
+
 
 #: re-weighting curve key -> style key of :data:`bilevel.plots.STYLE`
 _RW_STYLE = {"itd1": "ITD", "itd1_gd": "ITD_paper_lr", "itdN": "ITD_N", "aidN": "AID_N"}

@@ -109,18 +109,18 @@ def _unibio(p, outer_lr, inner_lr, n_terms, **kw):
 @dataclasses.dataclass(frozen=True)
 class Example3Config(ExperimentConfig):
     """The values of :func:`example3_runs` (params section ``paper002_example3``): ``outer_lrs`` one UL
-    step per entry of ``ps``; ``T`` outer iterations (:func:`bilevel.run.run`'s ``steps``, the
-    result column ``T``)."""
+    step per entry of ``ps``; ``steps``: the outer iterations T (:func:`bilevel.run.run`'s ``steps``,
+    the result column ``T``); ``theorem_c5_steps``: those of the Theorem C.5 control (``None``: ``steps``)."""
 
     ps: list = param(NONEMPTY)
     outer_lrs: list = param(NONEMPTY, "eta per p")
     noise_variances: list = param(V.list_of(V.NONNEG, nonempty=False, fix="pass e.g. [0.01, 0.1]"))
     ul_noise_std: float = param(V.NONNEG)
-    T: int = param(V.INT1)
+    steps: int = param(V.INT1, "T")
     seed: int = param(V.INT0)
     equal_outer_lr: float | None = param(V.optional(V.POSITIVE))
     theorem_c5: bool = param(V.BOOL)
-    theorem_c5_T: int | None = param(V.optional(V.INT1))
+    theorem_c5_steps: int | None = param(V.optional(V.INT1), "T")
     fit_from: int = param(V.INT1)
 
     def __post_init__(self):
@@ -140,7 +140,7 @@ def example3_runs(cfg: Example3Config, *, inner_lr: float = 1.0, momentum: float
     p (``lr_rule = "equal"``; the main runs are ``"per_p"``); ``theorem_c5`` adds
     deterministic runs with :func:`theorem_c5_schedule`'s inner schedule
     (``inner_schedule = "theorem_c5"``; the main runs are ``"code"``), over
-    ``theorem_c5_T`` outer iterations (default ``T``): they measure inner
+    ``theorem_c5_steps`` outer iterations (default ``steps``): they measure inner
     iterations and oracle calls per outer iteration, which do not depend on the
     run length beyond the warm start's share.
 
@@ -162,9 +162,9 @@ def example3_runs(cfg: Example3Config, *, inner_lr: float = 1.0, momentum: float
 
     ``noise_variance = 0`` is the deterministic run (no noise at all).
     """
-    T, noise_variances, ul_noise_std, seed, fit_from = cfg.T, cfg.noise_variances, cfg.ul_noise_std, cfg.seed, \
+    T, noise_variances, ul_noise_std, seed, fit_from = cfg.steps, cfg.noise_variances, cfg.ul_noise_std, cfg.seed, \
         cfg.fit_from
-    equal_outer_lr, theorem_c5, theorem_c5_T = cfg.equal_outer_lr, cfg.theorem_c5, cfg.theorem_c5_T
+    equal_outer_lr, theorem_c5, theorem_c5_T = cfg.equal_outer_lr, cfg.theorem_c5, cfg.theorem_c5_steps
     ps = [int(p) for p in cfg.ps]
     outer_lrs = {int(k): float(v) for k, v in zip(cfg.ps, cfg.outer_lrs)}
     missing = sorted(set(ps) - set(outer_lrs))
@@ -277,10 +277,11 @@ def _robust_grid(method, p, pairs, T, seed, device, dtype, **kw):
 
 @dataclasses.dataclass(frozen=True)
 class BaselinesConfig(ExperimentConfig):
-    """The values of :func:`baseline_grid` (params section ``paper002_example3_baselines``)."""
+    """The values of :func:`baseline_grid` (params section ``paper002_example3_baselines``);
+    ``steps``: the outer iterations T of every run (the result column ``T``)."""
 
     ps: list = param(NONEMPTY)
-    T: int = param(V.INT1)
+    steps: int = param(V.INT1, "T")
     outer_grid: list = param(NONEMPTY)
     inner_grid: list = param(NONEMPTY)
     neumann_steps: int = param(V.INT1, "Q")
@@ -292,7 +293,7 @@ def baseline_grid(cfg: BaselinesConfig, *, methods=BASELINES, momentum: float = 
                   dtype=torch.float64, progress: bool = False):
     r"""Appendix E.1: grid search of (UL, LL) learning rates per method and p; curves at the best pair.
 
-    Deterministic Example 3 from :math:`x_0 = y_0 = 1`, ``T`` outer iterations for
+    Deterministic Example 3 from :math:`x_0 = y_0 = 1`, ``steps`` (T) outer iterations for
     every method. Criterion: the averaged exact hypergradient
     :math:`\frac1T\sum_{t<T}|\nabla\Phi(x_t)|` (what the paper's E.1 figure
     shows), diverged runs excluded.
@@ -315,7 +316,7 @@ def baseline_grid(cfg: BaselinesConfig, *, methods=BASELINES, momentum: float = 
     and its running average.
     """
     from tqdm.auto import tqdm
-    ps, T, neumann_steps, outer_lr_decay, seed = cfg.ps, cfg.T, cfg.neumann_steps, cfg.outer_lr_decay, cfg.seed
+    ps, T, neumann_steps, outer_lr_decay, seed = cfg.ps, cfg.steps, cfg.neumann_steps, cfg.outer_lr_decay, cfg.seed
     pairs = [(float(a), float(b)) for a in cfg.outer_grid for b in cfg.inner_grid]
     rows, curves = [], []
     bar = tqdm(total=len(ps) * len(methods), desc="paper002 baseline grid (method, p)", leave=False,

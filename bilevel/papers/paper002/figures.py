@@ -5,13 +5,24 @@ Tidy tables in, a matplotlib figure out; the style table and footer are :mod:`bi
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...notebook import ExperimentConfig
 from ...plots import STYLE, footer, line, setup
 
-__all__ = ['example3_figure1', 'rate_figure', 'baselines_figure']
+__all__ = ['Example3FiguresConfig', 'example3_figure1', 'rate_figure', 'baselines_figure']
+
+
+@dataclasses.dataclass(frozen=True)
+class Example3FiguresConfig(ExperimentConfig):
+    """The values of the Example 3 figures notebook (params section ``paper002_example3_figures``): none
+    (the figures read everything from the results); a key added to the section fails until it is a
+    field here."""
+
 
 #: plotted values are clipped at this floor (log axes)
 _FLOOR = 1e-6

@@ -51,7 +51,7 @@ from ...problems.data_cleaning import snli
 from ...run import run
 from ...solvers import make
 
-__all__ = ["HypercleaningConfig",
+__all__ = ["HypercleaningConfig", "HypercleaningFiguresConfig",
            "METHODS", "LABELS", "REFERENCE", "make_solver", "steps_per_epoch", "hypercleaning_runs",
            "final_table", "hypercleaning_claims", "hypercleaning_numbers", "accuracy_figure", "auc_figure",
            "DEVIATIONS"]
@@ -132,6 +132,13 @@ class HypercleaningConfig(ExperimentConfig):
     checkpoint_batch_size: int = param(V.INT1)
     device: str = param(NAME)
     torch_threads: int = param(V.INT0)
+
+
+@dataclasses.dataclass(frozen=True)
+class HypercleaningFiguresConfig(ExperimentConfig):
+    """The values of the hyper-cleaning figures notebook (params section ``paper002_hypercleaning_figures``):
+    none (the figures, table and claims read everything from the results); a key added to the section
+    fails until it is a field here."""
 
 
 def hypercleaning_runs(cfg: HypercleaningConfig, *, overrides: dict | None = None, dtype=torch.float32,

@@ -458,8 +458,8 @@ def mnist_claims(curves: pd.DataFrame, close_rtol: float = 0.1) -> pd.DataFrame:
       :math:`Q > 1` (``b``) differ by at most ``close_rtol`` relatively;
     * ``N_loop_itd`` (Figure 3): ITD with :math:`N = 20` below :math:`N = 1`.
 
-    ``asserted`` marks the claims the figures notebook asserts in its strict
-    mode: all ``N_loop`` claims and ``Q_close_aid`` for :math:`N \ge 20`.
+    ``asserted`` marks all ``N_loop`` claims and ``Q_close_aid`` for :math:`N \ge 20`
+    (those an earlier strict mode of the figures notebook asserted; kept as a column).
     """
     have = set(curves.variant.unique())
     specs = []

@@ -5,12 +5,39 @@ Tidy tables in, a matplotlib figure out; the style table and footer are :mod:`bi
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..._validate import NONNEG, POSITIVE
+from ...notebook import ExperimentConfig, param
 from ...plots import STYLE, footer, line, mean_band, setup
 
-__all__ = ['loss_curves', 'hyperrep_figure']
+__all__ = ['MnistFiguresConfig', 'HyperrepTablesConfig', 'loss_curves', 'hyperrep_figure']
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistFiguresConfig(ExperimentConfig):
+    """The values of the Figures 1-3 notebook (params section ``paper003_mnist_figures``):
+    ``target_test_loss``, the fixed test loss of :func:`~bilevel.papers.paper003.experiments.hitting_table`;
+    ``close_rtol``, the relative test-loss difference up to which Q = 1 and Q > 1 count as close
+    (:func:`~bilevel.papers.paper003.experiments.mnist_claims`)."""
+
+    target_test_loss: float = param(POSITIVE)
+    close_rtol: float = param(NONNEG)
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperrepTablesConfig(ExperimentConfig):
+    """The values of the Table 3 / Appendix F notebook (params section ``paper003_hyperrep_tables``):
+    ``table_rtol``, the two-sided relative tolerance of each Table 3 cell of seed 0
+    (:func:`~bilevel.papers.paper003.experiments.table3_comparison`, ``rtol`` of the claims);
+    ``plateau_factor``, how many times No-loop ITD's loss must exceed N-N-loop's
+    (:func:`~bilevel.papers.paper003.experiments.hyperrep_claims`)."""
+
+    plateau_factor: float = param(POSITIVE)
+    table_rtol: float = param(NONNEG)
 
 
 def loss_curves(curves: pd.DataFrame, variants, title: str, profile: str,
