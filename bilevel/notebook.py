@@ -4,7 +4,7 @@
 
     profile = "smoke"          # "smoke" (params-smoke.yaml) | "paper" (params.yaml) | <name> (params-<name>.yaml)
     section = "paper001_quadratic"   # the section of that file this notebook reads
-    overrides = {}             # e.g. {"K": 5000}: values that differ from the profile
+    overrides = {}             # e.g. {"steps": 5000}: values that differ from the profile
     results_dir = "../../build/smoke/results/paper001"
 
 and the cell right after it calls :func:`load_params`, which reads ``section``
@@ -32,7 +32,7 @@ nested sub-section, checked by the same rules; its errors name the key path
 It injects the section's ``profile`` (and ``section``), passes the values that
 differ from the profile's file as ``overrides``, and accepts ``-p NAME VALUE``
 (YAML-parsed) both for the notebook's own parameters and for any key of its
-section (``-p K 5000`` becomes ``overrides={"K": 5000}``). Names and types are
+section (``-p steps 5000`` becomes ``overrides={"steps": 5000}``). Names and types are
 checked before a kernel starts (papermill alone only warns on unknown names and
 would run ``-p kappas "'234'"`` as kappa in {2, 3, 4}). The executed copy goes to
 ``--output`` (default ``build/executed/<notebook path>``) atomically; the runner
@@ -187,8 +187,8 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
     Returns a namespace of the section's values (without its ``profile`` key), or the
     ``config`` built from them.
 
-    >>> p = load_params("paper001_quadratic", "smoke", {"K": 50}, root=find_root(__file__))
-    >>> p.K, p.kappas
+    >>> p = load_params("paper001_quadratic", "smoke", {"steps": 50}, root=find_root(__file__))
+    >>> p.steps, p.kappas
     (50, [2.0, 3.0, 4.0])
     >>> load_params("paper001_quadratic", "smoke", {"kappas": "234"},
     ...             root=find_root(__file__))  # doctest: +ELLIPSIS
