@@ -32,7 +32,8 @@ nested sub-section, checked by the same rules; its errors name the key path
 It injects the section's ``profile`` (and ``section``), passes the values that
 differ from the profile's file as ``overrides``, and accepts ``-p NAME VALUE``
 (YAML-parsed) both for the notebook's own parameters and for any key of its
-section (``-p steps 5000`` becomes ``overrides={"steps": 5000}``). Names and types are
+section (``-p steps 5000`` becomes ``overrides={"steps": 5000}``; ``-p ba.steps 20`` one key
+of the sub-section ``ba``). Names and types are
 checked before a kernel starts (papermill alone only warns on unknown names and
 would run ``-p kappas "'234'"`` as kappa in {2, 3, 4}). The executed copy goes to
 ``--output`` (default ``build/executed/<notebook path>``) atomically; the runner
@@ -162,6 +163,26 @@ def _conform(name, value, ref, where):
     return value
 
 
+def _override(values: dict, path: list, value, where: str) -> None:
+    """Set ``values[path[0]]...[path[-1]] = value`` (conformed to the profile's value). A sub-section
+    (a dict) is merged key by key, so ``{"ba": {"steps": 20}}`` and ``"ba.steps": 20`` replace one
+    key of ``ba`` and keep the others."""
+    head, *rest = path
+    if head not in values:
+        raise UnknownParameterError(f"{where}: unknown parameter {head!r}; it has {sorted(values)}. "
+                                    "Fix the name, or add the key to every profile.")
+    ref = values[head]
+    if isinstance(ref, dict) and (rest or isinstance(value, dict)):
+        values[head] = sub = dict(ref)
+        for k, v in ({".".join(rest): value} if rest else value).items():
+            _override(sub, k.split("."), v, f"{where}.{head}")
+    elif rest:
+        raise UnknownParameterError(f"{where}: parameter {head!r} has no sub-keys (it is {ref!r}); "
+                                    f"override it as {head!r}.")
+    else:
+        values[head] = _conform(head, value, ref, where)
+
+
 def _example(ref) -> str:
     import yaml
     return yaml.safe_dump(ref, default_flow_style=True).strip().replace("\n...", "")
@@ -175,7 +196,8 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
         section: the section of the profile's file (one per DVC stage, e.g. ``"paper001_quadratic"``).
         profile: ``"smoke"`` -> ``params-smoke.yaml``, ``"paper"`` -> ``params.yaml``, any other
             name -> ``params-<name>.yaml`` (all at the repository root, found upwards from the cwd).
-        overrides: ``{name: value}`` replacing the profile's values. Unknown names raise
+        overrides: ``{name: value}`` replacing the profile's values; a key of a sub-section is
+            ``"sub.key"`` (or ``{"sub": {"key": value}}``: merged, the other keys kept). Unknown names raise
             :class:`UnknownParameterError`; a value whose type differs from the profile's value
             raises :class:`ParameterTypeError` (ints are accepted where floats are expected).
         root: the repository root (default: :func:`find_root`).
@@ -203,13 +225,13 @@ def load_params(section: str, profile: str = "smoke", overrides: dict | None = N
         raise ValueError(f"{path.name}:{section} declares profile {declared!r}, but profile {profile!r} "
                          f"maps to this file; fix the `profile:` key of the section.")
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(values))
+    unknown = sorted(k for k in overrides if k.split(".")[0] not in values)
     if unknown:
         raise UnknownParameterError(f"{path.name}:{section}: unknown parameter(s) {unknown}; the section "
                                     f"has {sorted(values)}. Fix the name, or add the key to every profile.")
     where = f"{path.name}:{section}"
     for name, value in overrides.items():
-        values[name] = _conform(name, value, values[name], where)
+        _override(values, name.split("."), value, where)
     if config is not None:
         return config.from_params(values, where=where)
     return SimpleNamespace(**values)
@@ -436,7 +458,7 @@ def check_parameters(notebook, parameters: dict) -> dict:
     overrides = {**dict(own.get("overrides") or {}), **rest}
     root = find_root(Path(notebook).parent)
     keys = set(_load_section(profile_file(profile, root), section)) - {"profile"}
-    unknown = sorted(set(overrides) - keys)
+    unknown = sorted(k for k in overrides if k.split(".")[0] not in keys)
     if unknown:
         raise UnknownParameterError(
             f"{notebook}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared)} and "

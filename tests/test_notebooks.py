@@ -84,6 +84,28 @@ def test_every_notebook_loads_its_section_in_both_profiles():
         assert "load_params(section, profile, overrides" in src, path
 
 
+def test_a_sub_section_key_is_overridden_alone():
+    """``"ba.steps"`` and ``{"ba": {"steps": ...}}`` replace one key of a sub-section and keep the rest."""
+    from bilevel.papers.paper004.experiments import TutorialConfig
+    base = load_params("paper004_tutorial", "smoke", root=ROOT, config=TutorialConfig)
+    for ov in ({"ba.steps": 7}, {"ba": {"steps": 7}}, {"ba.ba.inner_steps": 3}):
+        cfg = load_params("paper004_tutorial", "smoke", ov, root=ROOT, config=TutorialConfig)
+        if "ba.ba.inner_steps" in ov:
+            assert cfg.ba.ba["inner_steps"] == 3 and cfg.ba.steps == base.ba.steps
+            assert {k: v for k, v in cfg.ba.ba.items() if k != "inner_steps"} == \
+                {k: v for k, v in base.ba.ba.items() if k != "inner_steps"}
+        else:
+            assert cfg.ba.steps == 7 and cfg.ba.ba == base.ba.ba and cfg.tracking == base.tracking
+    with pytest.raises(UnknownParameterError, match=r"paper004_tutorial\.ba: unknown parameter 'stepz'"):
+        load_params("paper004_tutorial", "smoke", {"ba.stepz": 7}, root=ROOT)
+    with pytest.raises(ParameterTypeError, match=r"paper004_tutorial\.ba: parameter 'steps' expects int"):
+        load_params("paper004_tutorial", "smoke", {"ba": {"steps": "7"}}, root=ROOT)
+    with pytest.raises(UnknownParameterError, match="has no sub-keys"):
+        load_params("paper001_quadratic", "smoke", {"steps.x": 7}, root=ROOT)
+    nb = NB / "paper004" / "01_tutorial.ipynb"
+    assert check_parameters(nb, {"ba.steps": 5})["overrides"] == {"ba.steps": 5}
+
+
 def test_runner_folds_section_keys_into_overrides_and_checks_them():
     nb = NB / "paper001" / "01_quadratic_runs.ipynb"
     injected = check_parameters(nb, {"steps": 50, "results_dir": "x"})
