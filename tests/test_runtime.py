@@ -35,7 +35,7 @@ if info is None:
     torch.set_num_threads(int(sys.argv[1]))
 from bilevel.papers.paper001 import experiments as paper001
 cfg = paper001.ReweightingConfig(
-    steps=20, loop_K=2, loop_steps=10, inner_lr=5e-2, outer_lr=1e-3, outer_optimizer="adam", n_train=200, n_val=100,
+    steps=20, loop_steps=2, loop_inner_steps=10, inner_lr=5e-2, outer_lr=1e-3, outer_optimizer="adam", n_train=200, n_val=100,
     n_test=100, corruption=0.2, hidden=32, activation="relu", seed=0, eval_every=5, plateau_fraction=0.2,
     plateau_threshold=0.05, plateau_tol=0.1, paper_plateau=0.65, origin="fixture", torch_threads=1)
 curves, summary = paper001.reweighting_runs(cfg, methods=("itd1", "aidN"))

@@ -327,14 +327,15 @@ def plateau_change(k, loss, fraction: float = 0.2) -> tuple[float, float, float]
 @dataclasses.dataclass(frozen=True)
 class ReweightingConfig(ExperimentConfig):
     """The values of :func:`reweighting_runs` (params section ``paper001_reweighting``); ``steps``: the
-    single loop's outer steps K (result column ``K``); ``loop_steps``:
-    N of the loops (ITD's ``inner_steps``, AID's ``inner_steps`` and ``linsys_steps``); ``origin``: where
+    single loop's outer steps K (result column ``K``); ``loop_steps``: the loops' outer steps;
+    ``loop_inner_steps``: N of the loops (ITD's ``inner_steps``, AID's ``inner_steps`` and
+    ``linsys_steps``); ``origin``: where
     MNIST comes from (``origin`` of :func:`bilevel.problems.reweighting.mnist`); ``plateau_tol``,
     ``paper_plateau`` and ``torch_threads`` are the notebook's (claim and runtime)."""
 
     steps: int = param(INT1, "K")
-    loop_K: int = param(INT1)
-    loop_steps: int = param(INT1, "N")
+    loop_steps: int = param(INT1, "K")
+    loop_inner_steps: int = param(INT1, "N")
     inner_lr: float = param(POSITIVE, "alpha")
     outer_lr: float = param(POSITIVE, "beta")
     outer_optimizer: str = param(one_of(("sgd", "adam")))
@@ -367,14 +368,14 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
       over the samples the hypergradient of one logit is :math:`\mathcal O(lpha/n)`,
       so the logits move by ~1e-6 per step and the weights stay at 1/2: this curve is
       the un-reweighted MLP's validation loss;
-    * ``itdN``: N-step ITD (``loop_steps`` = N unrolled steps), ``loop_K`` outer steps,
+    * ``itdN``: N-step ITD (``loop_inner_steps`` = N unrolled steps), ``loop_steps`` outer steps,
       outer step ``outer_optimizer``;
     * ``aidN``: AID with N inner steps and N gd steps on the linear system (step
-      ``inner_lr``), ``loop_K`` outer steps, outer step ``outer_optimizer``.
+      ``inner_lr``), ``loop_steps`` outer steps, outer step ``outer_optimizer``.
 
-    ``loop_K = steps / N`` gives the loops the single-loop run's number of inner
+    ``loop_steps = steps / N`` gives the loops the single-loop run's number of inner
     gradient steps (their Gc, which also counts the outer gradients, is then
-    ``loop_K (N + 1)`` against the single loop's ``2 steps``). Returns
+    ``loop_steps (N + 1)`` against the single loop's ``2 steps``). Returns
     ``(curves, summary)``: the problem's metrics every ``eval_every`` steps
     (validation/test loss and accuracy, weight diagnostics, how far the logits and
     weights moved from their start), and per run the plateau of the validation
@@ -385,7 +386,7 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
     the corrupted labels.
     """
     from ...problems import reweighting as RW
-    K, loop_K, loop_steps, inner_lr, outer_lr = cfg.steps, cfg.loop_K, cfg.loop_steps, cfg.inner_lr, cfg.outer_lr
+    K, loop_steps, inner_lr, outer_lr = cfg.steps, cfg.loop_steps, cfg.inner_lr, cfg.outer_lr
     outer_optimizer, eval_every = cfg.outer_optimizer, cfg.eval_every
     plateau_fraction, plateau_threshold = cfg.plateau_fraction, cfg.plateau_threshold
     n_train, n_val, n_test, corruption, hidden = cfg.n_train, cfg.n_val, cfg.n_test, cfg.corruption, cfg.hidden
@@ -394,7 +395,7 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
         raise ValueError(f"outer_optimizer must be 'sgd' or 'adam', got {outer_optimizer!r}.")
     prob = RW.mnist(n_train=n_train, n_val=n_val, n_test=n_test, corruption=corruption, hidden=hidden,
                     activation=activation, seed=seed, origin=cfg.origin)
-    N = int(loop_steps)
+    N = int(cfg.loop_inner_steps)
     opt = outer_optimizer
     name = {"adam": "Adam", "sgd": "GD"}
     specs = {
@@ -403,10 +404,10 @@ def reweighting_runs(cfg: ReweightingConfig, *, methods=REWEIGHTING_METHODS, pro
         "itd1_gd": ("ITD N=1, plain GD outer step", ITD(inner_steps=1, inner_lr=inner_lr, outer_lr=outer_lr),
                     K, 1, 0, "sgd"),
         "itdN": (f"ITD N={N}, {name[opt]}", ITD(inner_steps=N, inner_lr=inner_lr, outer_lr=outer_lr,
-                                                outer_optimizer=opt), loop_K, N, 0, opt),
+                                                outer_optimizer=opt), loop_steps, N, 0, opt),
         "aidN": (f"AID N=Q={N}, {name[opt]}", AID(inner_steps=N, inner_lr=inner_lr, linsys="gd", linsys_steps=N,
                                                   linsys_lr=inner_lr, outer_lr=outer_lr, outer_optimizer=opt),
-                 loop_K, N, N, opt),
+                 loop_steps, N, N, opt),
     }
     unknown = sorted(set(methods) - set(specs))
     if unknown:
@@ -1022,7 +1023,7 @@ def reweighting_claims(summary: pd.DataFrame, curves: pd.DataFrame, paper_platea
     * ``decreases_rapidly``: at least half of the total decrease (first value -> level)
       happens within the first 20 % of the iterations;
     * ``error_is_inherent``: the loops with N inner steps (AID, and ITD; the same
-      outer optimizer, their budget ``loop_K`` of :func:`reweighting_runs`, whose
+      outer optimizer, their budget ``loop_steps`` of :func:`reweighting_runs`, whose
       gradient evaluations the statement prints) end with a level
       (:func:`plateau_change`, same window fraction) below single-loop ITD's, so the
       level is not the problem's attainable minimum at this budget.
