@@ -33,6 +33,7 @@ from .. import _validate as V
 from .. import linsolve
 from .. import outer as _outer
 from ..schedules import decayed
+from ._stochastic import draw
 from .base import Solver, StepInfo, register
 
 __all__ = ["F2SA", "F2SAState", "penalty_inner_solution", "penalty_hypergrad", "KWON_EXPONENTS"]
@@ -57,11 +58,6 @@ class F2SAState(NamedTuple):
     lmbda: float         # penalty multiplier lambda_k
     k: int               # outer iteration counter (drives the schedules)
     outer: Any = None    # the outer update's state (Adam's moments; None for "sgd")
-
-
-def _draw(o, kind: str, size):
-    """A minibatch from the oracles' ``kind`` stream, or ``None`` for a deterministic problem."""
-    return None if o.problem.sampler is None else o.sample(kind, size)
 
 
 @register("f2sa")
@@ -195,14 +191,14 @@ class F2SA(Solver):
         beta = decayed(self.outer_lr, k, self.outer_decay)
         size = self.batch_size
         for _ in range(self.inner_steps):
-            gz = o.grad_y_g(x, z, _draw(o, "inner", size))
-            _, fy = o.grad_f(x, y, _draw(o, "outer", size))
-            gy = o.grad_y_g(x, y, _draw(o, "inner", size))
+            gz = o.grad_y_g(x, z, draw(o, "inner", size))
+            _, fy = o.grad_f(x, y, draw(o, "outer", size))
+            gy = o.grad_y_g(x, y, draw(o, "inner", size))
             z = z - gamma * gz
             y = y - alpha * (fy + lam * gy)
-        fx, _ = o.grad_f(x, y, _draw(o, "outer", size))
-        gxy, _ = o.grad_g(x, y, _draw(o, "inner", size))
-        gxz, _ = o.grad_g(x, z, _draw(o, "inner", size))
+        fx, _ = o.grad_f(x, y, draw(o, "outer", size))
+        gxy, _ = o.grad_g(x, y, draw(o, "inner", size))
+        gxz, _ = o.grad_g(x, z, draw(o, "inner", size))
         est = (fx + lam * (gxy - gxz)).detach()
         y, z = y.detach(), z.detach()
         lam_next = lam + decayed(self.lmbda_increment, k, self.lmbda_decay)
