@@ -192,7 +192,7 @@ def stochastic_cases(path: Path, iters: int, names=tuple(SOLVERS)):
     metrics = data["metrics"]
 
     def index_sampler(gen, kind, size):          # uniform with replacement, as before EpochSlices
-        n = prob.info["n_samples"][kind]
+        n = prob.n_samples[kind]
         return torch.randint(n, (size,), generator=gen)
 
     prob_idx = dataclasses.replace(prob, sampler=index_sampler)

@@ -83,6 +83,11 @@ class Problem:
         ``f(x, y, batch)`` / ``g(x, y, batch)``, and its size (``len(batch)``,
         or ``batch_size``) is added to the ``samples`` count. See
         :meth:`bilevel.oracles.Oracles.sample`.
+      n_samples: for finite-sum problems, ``{"inner": n, "outer": m}``: the
+        number of samples of g and of f, whose ``g``/``f`` also take a ``slice``
+        of consecutive samples as batch (solvers with per-sample tables, such as
+        :class:`~bilevel.solvers.SABA`, cut them from these sizes); ``None``
+        otherwise.
       g_y: optional ``g`` without its terms that do not depend on ``y`` (same
         signature as ``g``, batch included); ``None`` (default): ``g`` itself.
         :class:`bilevel.oracles.Oracles` take every derivative of g in ``y``
@@ -129,6 +134,7 @@ class Problem:
     blocks: Blocks | None = None
     sampler: Callable[[torch.Generator, str, int | None], Any] | None = None
     g_y: Fn | None = None
+    n_samples: Mapping[str, int] | None = None
 
     def __post_init__(self):
         for nm in ("f", "g"):
@@ -153,6 +159,14 @@ class Problem:
                 object.__setattr__(self, "blocks", None)
             else:
                 self.blocks.check(self.dim_x, self.dim_y)
+        if self.n_samples is not None:
+            sizes = self.n_samples
+            if not isinstance(sizes, Mapping) or set(sizes) != {"inner", "outer"} or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes.values()):
+                raise ValueError(f"Problem.n_samples must be {{'inner': n, 'outer': m}} with integers >= 1 "
+                                 f"(the sample counts of g and f), got {sizes!r}; pass None for a problem "
+                                 "that is not a finite sum.")
+            object.__setattr__(self, "n_samples", dict(sizes))
         for nm, fn in dict(self.metrics).items():
             if not callable(fn):
                 raise TypeError(f"metric {nm!r} must be a callable fn(x, y).")

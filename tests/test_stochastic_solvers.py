@@ -229,8 +229,12 @@ def test_per_coordinate_step_shape_is_checked():
 def test_saba_needs_a_finite_sum_problem():
     prob = _minibatch_problem()
     bad = bl.Problem(f=prob.f, g=prob.g, x0=prob.x0, y0=prob.y0, sampler=prob.sampler)
-    with pytest.raises(ValueError, match="n_samples"):
+    with pytest.raises(ValueError, match=r"Problem.n_samples must be .* \(it is None\)"):
         bl.run(make("saba", inner_lr=0.5, outer_lr=1.0, batch_size=10), bad, steps=1)
+    assert prob.n_samples is not None and "n_samples" not in prob.info   # a field, not metadata
+    for sizes in ({"inner": 0, "outer": 3}, {"inner": 4}, {"inner": 4.0, "outer": 3}, [4, 3]):
+        with pytest.raises(ValueError, match=r"Problem.n_samples must be \{'inner': n, 'outer': m\}"):
+            bl.Problem(f=prob.f, g=prob.g, x0=prob.x0, y0=prob.y0, sampler=prob.sampler, n_samples=sizes)
 
 
 # -- oracle arithmetic -------------------------------------------------------------------

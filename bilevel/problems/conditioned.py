@@ -224,9 +224,8 @@ def logistic(kappa: float, replicates: int = 1, dim: int = 5, n_train: int = 200
     x0 = torch.zeros(R * d, **kw)
     prob = Problem(f=f, g=g, x0=x0, y0=torch.zeros(R * d, **kw), y_star=y_star, grad_phi=grad_phi,
                    phi=phi, name=f"logistic(kappa={kappa:g})",
-                   info=dict(kappa=kappa, mu=mu, L=1.0, reg_x=reg_x, dim=d, replicates=R,
-                             n_samples={"inner": n_train, "outer": n_val}),
-                   blocks=_blocks(R, d), sampler=sampler)
+                   info=dict(kappa=kappa, mu=mu, L=1.0, reg_x=reg_x, dim=d, replicates=R),
+                   blocks=_blocks(R, d), sampler=sampler, n_samples={"inner": n_train, "outer": n_val})
     g0 = float((grad_phi(x0) ** 2).sum())
     prob.info["grad_norm_sq0"] = g0
     return prob

@@ -191,7 +191,7 @@ def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[t
     0.73). Minibatches: ``sampler(generator, kind, batch_size)`` draws
     ``batch_size`` indices uniformly with replacement from the training
     (``"inner"``) or validation (``"outer"``) set, all indices for ``None``;
-    ``info["n_samples"]`` is set for :class:`~bilevel.solvers.SABA`.
+    ``n_samples`` is set for :class:`~bilevel.solvers.SABA`.
     Metrics: ``val_acc`` (all validation examples, noisy labels), with
     ``test_*``: ``test_acc``, ``test_loss`` (clean labels), with ``flipped``
     (bool mask of the noisy training labels): ``flip_auc``, ``flip_precision``,
@@ -247,9 +247,10 @@ def cleaning_problem(model: Callable, y0: torch.Tensor, train_inputs: Sequence[t
         metrics.update(flip_metrics(mask, {"auc": "flip_auc", "precision": "flip_precision",
                                             "weight_corrupted": "weight_flipped", "weight_clean": "weight_clean"}))
     x0t = torch.full((n,), float(x0), dtype=y0.dtype, device=dev)
-    info = {"n_samples": {"inner": n, "outer": m}, "n_params": int(y0.numel()), "reg": reg, "p": p,
+    info = {"n_params": int(y0.numel()), "reg": reg, "p": p,
             "flipped": None if flipped is None else np.asarray(flipped, dtype=bool)}
-    return Problem(f=f, g=g, x0=x0t, y0=y0, metrics=metrics, name=name, info=info, sampler=sampler)
+    return Problem(f=f, g=g, x0=x0t, y0=y0, metrics=metrics, name=name, info=info, sampler=sampler,
+                   n_samples={"inner": n, "outer": m})
 
 
 def snli(n_train: int = 10000, n_val: int = 10000, n_test: int | None = None, flip_rate: float = 0.2,

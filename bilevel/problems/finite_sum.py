@@ -112,4 +112,4 @@ def quadratic(inner: dict, outer: dict, x0=None, y0=None, name: str = "finite_su
     y0 = torch.zeros(dy, **kw) if y0 is None else y0.to(**kw)
     return Problem(f=f, g=g, g_y=g_y, x0=x0, y0=y0, y_star=y_star, grad_phi=grad_phi, phi=phi, name=name,
                    sampler=EpochSlices({"inner": n_in, "outer": n_out}),
-                   info=dict(n_samples={"inner": n_in, "outer": n_out}))
+                   n_samples={"inner": n_in, "outer": n_out})

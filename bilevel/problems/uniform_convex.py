@@ -143,7 +143,7 @@ def lp_hypercleaning(n_train: int = 200, n_val: int = 100, dim: int = 5, p: floa
     in an order reshuffled every epoch (every sample once per epoch), returned
     as a ``slice``, or the whole set if ``batch_size`` is ``None``;
     ``f(x, y, batch)`` and ``g(x, y, batch)`` average over those samples (the
-    regularizer is in every batch). ``info["n_samples"] = {"inner": n, "outer": m}``
+    regularizer is in every batch). ``n_samples = {"inner": n, "outer": m}``
     (what :class:`~bilevel.solvers.SABA` needs).
 
     For ``p = 2`` (weighted ridge regression, strongly convex) the problem
@@ -213,6 +213,6 @@ def lp_hypercleaning(n_train: int = 200, n_val: int = 100, dim: int = 5, p: floa
     x0t = torch.full((n_train,), float(x0), dtype=dtype, device=device)
     return Problem(f=f, g=g, x0=x0t, y0=torch.zeros(dim, dtype=dtype, device=device),
                    y_star=y_star, grad_phi=grad_phi, phi=phi, sampler=sampler,
+                   n_samples={"inner": n_train, "outer": n_val},
                    name=f"lp_hypercleaning(n={n_train},m={n_val},d={dim},p={p:g},seed={seed})",
-                   info=dict(p=p, reg=reg, corruption=corruption, corrupted=corrupted,
-                             n_samples={"inner": n_train, "outer": n_val}, paper="002", example=2))
+                   info=dict(p=p, reg=reg, corruption=corruption, corrupted=corrupted, paper="002", example=2))

@@ -253,7 +253,7 @@ class SABA(Solver):
     ``outer_optimizer`` (``"sgd"``: the paper's step; ``"adam"``), ``adam_betas``, ``adam_eps``:
     the outer update on the same direction, :mod:`bilevel.outer`.
 
-    Requirements: a finite-sum problem whose ``info["n_samples"]`` is
+    Requirements: a finite-sum problem whose ``n_samples`` is
     ``{"inner": n, "outer": m}`` and whose ``f``/``g`` take a batch of
     consecutive samples as a Python ``slice`` (see :mod:`bilevel.sampling`), e.g.
     :func:`bilevel.problems.uniform_convex.lp_hypercleaning`. SABA builds its
@@ -288,12 +288,11 @@ class SABA(Solver):
     def _partition(self, problem, kind):
         if problem.sampler is None:
             return None
-        sizes = dict(problem.info).get("n_samples")
-        if not isinstance(sizes, dict) or kind not in sizes:
-            raise ValueError(f"SABA needs a finite-sum problem: problem.info['n_samples'] must be "
-                             f"{{'inner': n, 'outer': m}} (got {sizes!r}) and f/g must take batches "
-                             "of sample indices.")
-        n = int(sizes[kind])
+        if problem.n_samples is None:
+            raise ValueError("SABA needs a finite-sum problem: Problem.n_samples must be "
+                             "{'inner': n, 'outer': m} (it is None) and f/g must take slices of "
+                             "consecutive samples as batches.")
+        n = problem.n_samples[kind]
         b = n if self.batch_size is None else min(self.batch_size, n)
         starts = list(range(0, n, b))
         return [(s, min(s + b, n), (min(s + b, n) - s) / n) for s in starts]
