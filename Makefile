@@ -47,9 +47,13 @@ $(CACHE_DIRS):
 	mkdir -p $@
 
 # REPRO_ARGS: e.g. make reproduce REPRO_ARGS="-f paper001_quadratic_figures" (force a rerun of one stage)
+# When stages ran (dvc.lock differs from git's), the machine that produced the results is recorded
+# beside them (data/results/machine.json): `make verify` applies the measured cross-vendor
+# tolerances when the committed results come from another CPU vendor.
 reproduce: $(VENV)/.installed | $(CACHE_DIRS)
 	dvc repro $(REPRO_ARGS)
 	dvc status
+	@git diff --quiet -- dvc.lock 2>/dev/null || python -m bilevel.repro machine --write data/results/machine.json
 
 # After a reproduce: compare every regenerated table under data/results/ with the committed one
 # (git HEAD) and every claim verdict; report in build/reproduction-report.md; non-zero if anything moved.

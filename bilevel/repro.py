@@ -17,7 +17,15 @@ Two commands (``python -m bilevel.repro ...``):
     tolerances documented in ``data/results/tolerances.yaml`` (wall-time columns
     are reported, never compared), compares every claim's verdict, writes a
     markdown reproduction report and exits 1 when a number or a verdict moved
-    beyond tolerance (2 on bad input).
+    beyond tolerance (2 on bad input). When the committed results come from a CPU
+    of another vendor than this machine's (``data/results/machine.json``, written
+    by ``make reproduce`` whenever stages ran), the ``across_vendors`` rules of the
+    tolerances file apply too: measured cross-vendor differences (MKL's
+    reproducible mode is Intel-only; see ``data/results/TOLERANCES.md``).
+
+``machine [--write PATH]``
+    The CPU this runs on (vendor, model) and the numerical libraries' versions, as
+    JSON: what ``make reproduce`` records beside the results it regenerated.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import fnmatch
 import io
 import json
 import math
+import platform
 import re
 import subprocess
 import sys
@@ -35,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["imported_modules", "import_closure", "stage_requirements", "missing_deps",
-           "write_deps", "Tolerances", "compare_tables", "verify", "main"]
+           "write_deps", "machine", "Tolerances", "compare_tables", "verify", "main"]
 
 ROOT_PACKAGE = "bilevel"
 
@@ -174,6 +183,36 @@ def write_deps(dvc_yaml: Path) -> dict[str, list[str]]:
 
 
 # --------------------------------------------------------------------------- verification
+def machine(cpuinfo: str | None = None) -> dict:
+    """The CPU and numerical libraries of this machine (what moves results across machines).
+
+    ``vendor`` (``GenuineIntel``, ``AuthenticAMD``, ...) decides which rules of
+    ``tolerances.yaml`` apply: MKL's conditional numerical reproducibility
+    (``MKL_CBWR=AVX2``) is documented for Intel CPUs, and on other vendors MKL runs its
+    AUTO branch, so the pinned runtime gives the same bytes across CPUs of one vendor only.
+    ``cpuinfo``: the text of ``/proc/cpuinfo`` (read when None; absent off Linux).
+    """
+    from importlib import metadata
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    info = {"vendor": fields.get("vendor_id", ""), "model": fields.get("model name", platform.processor()),
+            "family": fields.get("cpu family", ""), "model_number": fields.get("model", ""),
+            "arch": platform.machine()}
+    for lib in ("torch", "numpy"):
+        try:
+            info[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            info[lib] = None
+    return info
+
+
 @dataclass(frozen=True)
 class Tolerances:
     """Comparison rules, read from ``data/results/tolerances.yaml``.
@@ -183,12 +222,17 @@ class Tolerances:
     (reported, never compared); ``files``: per glob (relative to data/results),
     per column (``"*"``: every column), ``{rtol, atol, why}`` overrides, or ``wall_time: true``
     (a claims file marked so has its verdicts reported, not compared).
+    ``across_vendors``: the same per-file, per-column rules, applied on top only when the
+    committed results come from a CPU of another vendor; besides ``rtol``/``atol`` a rule
+    may say ``machine_dependent: true`` (reported, not compared across vendors), and a
+    claims file's ``verdict:<id>`` key marks one claim's verdict so.
     """
 
     rtol: float = 0.0
     atol: float = 0.0
     wall_time: tuple = (r"(^|_)(time|runtime|wall_time|elapsed)(_s)?($|_)",)
     files: tuple = ()
+    across_vendors: tuple = ()
 
     @classmethod
     def load(cls, path: Path | None) -> "Tolerances":
@@ -196,19 +240,21 @@ class Tolerances:
             return cls()
         import yaml
         data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - {"rtol", "atol", "wall_time", "files"}
+        unknown = set(data) - {"rtol", "atol", "wall_time", "files", "across_vendors"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}; expected rtol, atol, "
-                             "wall_time, files.")
-        return cls(float(data.get("rtol", 0.0)), float(data.get("atol", 0.0)),
-                   tuple(data.get("wall_time", cls.wall_time)),
-                   tuple((g, dict(cols)) for g, cols in (data.get("files") or {}).items()))
+                             "wall_time, files, across_vendors.")
 
-    def rule(self, rel: str, column: str) -> dict:
-        rule = {"rtol": self.rtol, "atol": self.atol, "wall_time": False}
+        def rules(key):
+            return tuple((g, dict(cols)) for g, cols in (data.get(key) or {}).items())
+        return cls(float(data.get("rtol", 0.0)), float(data.get("atol", 0.0)),
+                   tuple(data.get("wall_time", cls.wall_time)), rules("files"), rules("across_vendors"))
+
+    def rule(self, rel: str, column: str, across_vendors: bool = False) -> dict:
+        rule = {"rtol": self.rtol, "atol": self.atol, "wall_time": False, "machine_dependent": False}
         if any(re.search(p, column) for p in self.wall_time):
             rule["wall_time"] = True
-        for glob, cols in self.files:
+        for glob, cols in self.files + (self.across_vendors if across_vendors else ()):
             if fnmatch.fnmatch(rel, glob):
                 rule.update(cols.get("*", {}))          # "*": every column of the file
                 rule.update(cols.get(column, {}))
@@ -220,8 +266,11 @@ def _is_numeric(s) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
-def compare_tables(old, new, rel: str, tol: Tolerances) -> list[dict]:
-    """One row per column: max relative difference, tolerance and verdict."""
+def compare_tables(old, new, rel: str, tol: Tolerances, across_vendors: bool = False) -> list[dict]:
+    """One row per column: max relative difference, tolerance and verdict.
+
+    ``across_vendors``: the committed table comes from a CPU of another vendor, so the
+    tolerances' ``across_vendors`` rules apply too."""
     import numpy as np
     rows = []
     if list(old.columns) != list(new.columns):
@@ -233,7 +282,7 @@ def compare_tables(old, new, rel: str, tol: Tolerances) -> list[dict]:
         return [dict(file=rel, column="(rows)", diff=f"{len(old)} -> {len(new)} rows",
                      tolerance="identical", verdict="MOVED")]
     for col in old.columns:
-        rule = tol.rule(rel, col)
+        rule = tol.rule(rel, col, across_vendors)
         a, b = old[col], new[col]
         if _is_numeric(a) and _is_numeric(b):
             x, y = a.to_numpy(float), b.to_numpy(float)
@@ -258,6 +307,8 @@ def compare_tables(old, new, rel: str, tol: Tolerances) -> list[dict]:
             tolerance = "identical"
         if rule["wall_time"]:
             verdict, tolerance = "wall time (not compared)", "-"
+        elif rule["machine_dependent"]:
+            verdict, tolerance = "machine-dependent (not compared across CPU vendors)", "-"
         else:
             verdict = "ok" if within else "MOVED"
         rows.append(dict(file=rel, column=col, diff=diff, tolerance=tolerance, verdict=verdict,
@@ -269,12 +320,29 @@ def _git(args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True)
 
 
+MACHINE_FILE = "machine.json"
+
+
+def committed_machine(root: Path, rev: str = "HEAD", results: str = "data/results") -> dict | None:
+    """``rev``'s record of the machine that produced its results (None if it has none)."""
+    shown = _git(["show", f"{rev}:{results}/{MACHINE_FILE}"], root)
+    if shown.returncode:
+        return None
+    try:
+        return json.loads(shown.stdout.decode())
+    except ValueError:
+        return None
+
+
 def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
-           tolerances: str | None = "data/results/tolerances.yaml") -> tuple[list[dict], list[dict], list[str]]:
+           tolerances: str | None = "data/results/tolerances.yaml",
+           across_vendors: bool | None = None) -> tuple[list[dict], list[dict], list[str]]:
     """Compare the working tree's tables under ``results`` with ``rev``'s.
 
-    Returns (column rows, claim rows, problems); any row whose verdict is ``MOVED``
-    and every problem count as a failed reproduction.
+    ``across_vendors``: apply the tolerances' cross-vendor rules; None decides it from
+    ``rev``'s ``machine.json`` and this machine (:func:`machine`): when both vendors are
+    known and differ. Returns (column rows, claim rows, problems); any row whose verdict
+    is ``MOVED`` and every problem count as a failed reproduction.
     """
     import pandas as pd
     tol = Tolerances.load(root / tolerances if tolerances else None)
@@ -282,6 +350,10 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
     if ls.returncode:
         raise ValueError(f"git ls-tree {rev} failed: {ls.stderr.decode().strip()}; "
                          "run verify inside the repository, against a commit that exists.")
+    if across_vendors is None:
+        then, now = committed_machine(root, rev, results), machine()
+        across_vendors = bool(then and then.get("vendor") and now["vendor"]
+                              and then["vendor"] != now["vendor"])
     committed = sorted(p for p in ls.stdout.decode().split("\n") if p.endswith(".csv"))
     present = sorted(str(p.relative_to(root)) for p in (root / results).rglob("*.csv"))
     rows, claim_rows, problems = [], [], []
@@ -292,13 +364,15 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
             continue
         old = pd.read_csv(io.BytesIO(_git(["show", f"{rev}:{path}"], root).stdout))
         new = pd.read_csv(root / path)
-        rows += compare_tables(old, new, rel, tol)
+        rows += compare_tables(old, new, rel, tol, across_vendors)
         if path.endswith("_claims.csv") and "verdict" in old and "verdict" in new:
             o, n = old.set_index("id")["verdict"], new.set_index("id")["verdict"]
             for cid in sorted(set(o.index) | set(n.index)):
                 ov, nv = o.get(cid, "(absent)"), n.get(cid, "(absent)")
-                if tol.rule(rel, "verdict")["wall_time"]:
+                if tol.rule(rel, "verdict", across_vendors)["wall_time"]:
                     verdict = "wall time (not compared)"
+                elif tol.rule(rel, f"verdict:{cid}", across_vendors)["machine_dependent"]:
+                    verdict = "machine-dependent (not compared across CPU vendors)"
                 else:
                     verdict = "ok" if ov == nv else "MOVED"
                 claim_rows.append(dict(file=rel, claim=cid, committed=ov, rerun=nv, verdict=verdict))
@@ -308,17 +382,36 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
     return rows, claim_rows, problems
 
 
-def report_markdown(rows, claim_rows, problems, rev: str) -> tuple[str, bool]:
-    """The markdown report and whether the rerun reproduced (nothing moved, nothing missing)."""
+def _describe(m: dict | None) -> str:
+    if not m:
+        return "not recorded"
+    return f"{m.get('model') or '?'} ({m.get('vendor') or '?'}), torch {m.get('torch')}, numpy {m.get('numpy')}"
+
+
+def report_markdown(rows, claim_rows, problems, rev: str,
+                    machines: tuple[dict | None, dict] | None = None) -> tuple[str, bool]:
+    """The markdown report and whether the rerun reproduced (nothing moved, nothing missing).
+
+    ``machines``: (the committed results' machine, this machine), named in the report."""
     moved = [r for r in rows if r["verdict"] == "MOVED"]
     cmoved = [r for r in claim_rows if r["verdict"] == "MOVED"]
     failed = [p for p in problems if "not regenerated" in p]
     ok = not (moved or cmoved or failed)
+    dependent = [r for r in rows + claim_rows if r["verdict"].startswith("machine-dependent")]
     lines = [f"# Reproduction report (against {rev})", "",
              f"**{'REPRODUCED' if ok else 'NOT REPRODUCED'}**: "
              f"{len(rows)} columns compared in {len({r['file'] for r in rows})} tables, "
              f"{len(moved)} moved beyond tolerance; {len(claim_rows)} claim verdicts, "
-             f"{len(cmoved)} changed; wall-time columns are reported, never compared.", ""]
+             f"{len(cmoved)} changed; wall-time columns are reported, never compared"
+             + (f"; {len(dependent)} columns or verdicts are machine-dependent across CPU vendors "
+                "(reported, not compared)" if dependent else "") + ".", ""]
+    if machines is not None:
+        then, now = machines
+        lines += [f"- committed results: {_describe(then)}", f"- this rerun: {_describe(now)}"]
+        if then and then.get("vendor") and then.get("vendor") != now.get("vendor"):
+            lines.append("- the CPU vendors differ: the `across_vendors` rules of the tolerances applied "
+                         "(data/results/TOLERANCES.md, section 'Across CPU vendors')")
+        lines.append("")
     if problems:
         lines += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
     if claim_rows:
@@ -345,8 +438,22 @@ def main(argv=None) -> int:
     v.add_argument("--results", default="data/results")
     v.add_argument("--tolerances", default="data/results/tolerances.yaml")
     v.add_argument("--report", default="build/reproduction-report.md")
+    v.add_argument("--across-vendors", choices=["auto", "yes", "no"], default="auto",
+                   help="apply the cross-vendor tolerances: auto = when REV's machine.json names "
+                        "another CPU vendor than this machine's")
+    m = sub.add_parser("machine", help="print (or --write) this machine's CPU and library versions")
+    m.add_argument("--write", metavar="PATH", help="write the JSON there (e.g. data/results/machine.json)")
     args = ap.parse_args(argv)
     root = Path.cwd()
+    if args.cmd == "machine":
+        text = json.dumps(machine(), indent=2, sort_keys=True) + "\n"
+        if args.write:
+            from .io import atomic_path
+            with atomic_path(Path(args.write)) as tmp:
+                tmp.write_text(text)
+        else:
+            print(text, end="")
+        return 0
     if args.cmd == "deps":
         path = Path(args.dvc_yaml)
         if not path.is_file():
@@ -363,11 +470,13 @@ def main(argv=None) -> int:
             print("fix: python -m bilevel.repro deps --write", file=sys.stderr)
         return 1 if miss else 0
     try:
-        rows, claim_rows, problems = verify(root, args.rev, args.results, args.tolerances)
+        rows, claim_rows, problems = verify(root, args.rev, args.results, args.tolerances,
+                                            {"auto": None, "yes": True, "no": False}[args.across_vendors])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text, ok = report_markdown(rows, claim_rows, problems, args.rev)
+    text, ok = report_markdown(rows, claim_rows, problems, args.rev,
+                               machines=(committed_machine(root, args.rev, args.results), machine()))
     from .io import atomic_path
     with atomic_path(Path(args.report)) as tmp:
         tmp.write_text(text)
@@ -380,7 +489,7 @@ def main(argv=None) -> int:
                   "(tolerance identical verdict)")
     for p in problems:
         print(p)
-    print(text.splitlines()[2])
+    print("\n".join(line for line in text.splitlines()[2:8] if line.startswith(("**", "- "))))
     print(f"report: {args.report}")
     return 0 if ok else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,53 @@ def test_wall_time_file_rule_covers_every_column_and_claim_verdicts(tmp_path):
     assert tol.rule("p/s_claims.csv", "verdict")["wall_time"] is True
     assert tol.rule("p/s_claims.csv", "measured")["why"] == "equal-time"
     assert tol.rule("q/s_claims.csv", "verdict")["wall_time"] is False
+
+
+def test_machine_reads_vendor_and_model_from_cpuinfo():
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+            "model name\t: AMD EPYC 9R14\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n")
+    m = repro.machine(text)
+    assert (m["vendor"], m["model"], m["family"], m["model_number"]) == ("AuthenticAMD", "AMD EPYC 9R14", "25", "17")
+    assert {"torch", "numpy", "arch"} <= set(m)
+
+
+def test_across_vendor_rules_apply_only_across_vendors():
+    old = pd.DataFrame({"loss": [1.0, 2.0], "chaos": [0.5, 0.1]})
+    new = pd.DataFrame({"loss": [1.0 + 1e-9, 2.0], "chaos": [0.2, 0.3]})
+    tol = repro.Tolerances(across_vendors=(("p/*.csv", {"loss": {"rtol": 2e-9, "why": "measured"},
+                                                       "chaos": {"machine_dependent": True}}),))
+    same = _verdicts(repro.compare_tables(old, new, "p/x.csv", tol))
+    assert same == {"loss": "MOVED", "chaos": "MOVED"}            # same vendor: bitwise, as before
+    cross = _verdicts(repro.compare_tables(old, new, "p/x.csv", tol, across_vendors=True))
+    assert cross["loss"] == "ok" and cross["chaos"].startswith("machine-dependent")
+    far = new.assign(loss=[1.0 + 1e-6, 2.0])                       # beyond the measured tolerance
+    assert _verdicts(repro.compare_tables(old, far, "p/x.csv", tol, across_vendors=True))["loss"] == "MOVED"
+
+
+def test_verify_applies_cross_vendor_rules_from_the_committed_machine(tmp_path):
+    res = tmp_path / "data" / "results" / "p"
+    res.mkdir(parents=True)
+    claims = pd.DataFrame({"id": ["c1", "c2"], "verdict": ["holds", "holds"]})
+    claims.to_csv(res / "s_claims.csv", index=False)
+    (tmp_path / "data" / "results" / "tolerances.yaml").write_text(
+        "across_vendors:\n  p/s_claims.csv:\n    verdict: {machine_dependent: true}\n"
+        "    'verdict:c1': {machine_dependent: true, why: measured flip}\n")
+    other = dict(repro.machine(), vendor="SomeOtherVendor", model="CPU X")
+    (tmp_path / "data" / "results" / "machine.json").write_text(json.dumps(other))
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "results")
+
+    def run(*flags):
+        return subprocess.run([sys.executable, "-m", "bilevel.repro", "verify", *flags], cwd=tmp_path,
+                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+    claims.assign(verdict=["does not hold", "holds"]).to_csv(res / "s_claims.csv", index=False)
+    ok = run()                                                     # c1's flip is machine-dependent
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = (tmp_path / "build" / "reproduction-report.md").read_text()
+    assert "committed results: CPU X (SomeOtherVendor)" in report and "the CPU vendors differ" in report
+    assert run("--across-vendors", "no").returncode == 1          # same-vendor rules: a moved verdict
+    claims.assign(verdict=["does not hold", "does not hold"]).to_csv(res / "s_claims.csv", index=False)
+    bad = run()                                                    # c2 has no such rule
+    assert bad.returncode == 1 and "MOVED: p/s_claims.csv c2: holds -> does not hold" in bad.stdout
