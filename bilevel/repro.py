@@ -34,6 +34,7 @@ import argparse
 import ast
 import fnmatch
 import io
+import itertools
 import json
 import math
 import platform
@@ -323,6 +324,12 @@ def _git(args, cwd: Path) -> subprocess.CompletedProcess:
 MACHINE_FILE = "machine.json"
 
 
+def vendors_differ(then: dict | None, now: dict) -> bool:
+    """Whether the committed results' machine (``then``, None if unrecorded) has another CPU vendor
+    than ``now``'s; False when either vendor is unknown."""
+    return bool(then and then.get("vendor") and now.get("vendor") and then["vendor"] != now["vendor"])
+
+
 def committed_machine(root: Path, rev: str = "HEAD", results: str = "data/results") -> dict | None:
     """``rev``'s record of the machine that produced its results (None if it has none)."""
     shown = _git(["show", f"{rev}:{results}/{MACHINE_FILE}"], root)
@@ -351,9 +358,7 @@ def verify(root: Path, rev: str = "HEAD", results: str = "data/results",
         raise ValueError(f"git ls-tree {rev} failed: {ls.stderr.decode().strip()}; "
                          "run verify inside the repository, against a commit that exists.")
     if across_vendors is None:
-        then, now = committed_machine(root, rev, results), machine()
-        across_vendors = bool(then and then.get("vendor") and now["vendor"]
-                              and then["vendor"] != now["vendor"])
+        across_vendors = vendors_differ(committed_machine(root, rev, results), machine())
     committed = sorted(p for p in ls.stdout.decode().split("\n") if p.endswith(".csv"))
     present = sorted(str(p.relative_to(root)) for p in (root / results).rglob("*.csv"))
     rows, claim_rows, problems = [], [], []
@@ -389,10 +394,12 @@ def _describe(m: dict | None) -> str:
 
 
 def report_markdown(rows, claim_rows, problems, rev: str,
-                    machines: tuple[dict | None, dict] | None = None) -> tuple[str, bool]:
+                    machines: tuple[dict | None, dict] | None = None,
+                    across_vendors: bool = False) -> tuple[str, bool]:
     """The markdown report and whether the rerun reproduced (nothing moved, nothing missing).
 
-    ``machines``: (the committed results' machine, this machine), named in the report."""
+    ``machines``: (the committed results' machine, this machine), named in the report;
+    ``across_vendors``: whether :func:`verify` applied the cross-vendor rules (said in the report)."""
     moved = [r for r in rows if r["verdict"] == "MOVED"]
     cmoved = [r for r in claim_rows if r["verdict"] == "MOVED"]
     failed = [p for p in problems if "not regenerated" in p]
@@ -408,9 +415,13 @@ def report_markdown(rows, claim_rows, problems, rev: str,
     if machines is not None:
         then, now = machines
         lines += [f"- committed results: {_describe(then)}", f"- this rerun: {_describe(now)}"]
-        if then and then.get("vendor") and then.get("vendor") != now.get("vendor"):
-            lines.append("- the CPU vendors differ: the `across_vendors` rules of the tolerances applied "
-                         "(data/results/TOLERANCES.md, section 'Across CPU vendors')")
+    differ = machines is not None and vendors_differ(*machines)
+    if differ or across_vendors:
+        lines.append(("- the CPU vendors differ: " if differ else "- ")
+                     + ("the `across_vendors` rules of the tolerances applied (data/results/TOLERANCES.md, "
+                        "section 'Across CPU vendors')" if across_vendors else
+                        "the `across_vendors` rules were not applied (--across-vendors no)"))
+    if machines is not None or across_vendors:
         lines.append("")
     if problems:
         lines += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
@@ -469,14 +480,14 @@ def main(argv=None) -> int:
         if miss:
             print("fix: python -m bilevel.repro deps --write", file=sys.stderr)
         return 1 if miss else 0
+    machines = (committed_machine(root, args.rev, args.results), machine())
+    across = {"auto": vendors_differ(*machines), "yes": True, "no": False}[args.across_vendors]
     try:
-        rows, claim_rows, problems = verify(root, args.rev, args.results, args.tolerances,
-                                            {"auto": None, "yes": True, "no": False}[args.across_vendors])
+        rows, claim_rows, problems = verify(root, args.rev, args.results, args.tolerances, across)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text, ok = report_markdown(rows, claim_rows, problems, args.rev,
-                               machines=(committed_machine(root, args.rev, args.results), machine()))
+    text, ok = report_markdown(rows, claim_rows, problems, args.rev, machines, across)
     from .io import atomic_path
     with atomic_path(Path(args.report)) as tmp:
         tmp.write_text(text)
@@ -489,7 +500,8 @@ def main(argv=None) -> int:
                   "(tolerance identical verdict)")
     for p in problems:
         print(p)
-    print("\n".join(line for line in text.splitlines()[2:8] if line.startswith(("**", "- "))))
+    header = itertools.takewhile(lambda line: not line.startswith("## "), text.splitlines()[2:])
+    print("\n".join(line for line in header if line))       # the verdict and the machines
     print(f"report: {args.report}")
     return 0 if ok else 1
 
