@@ -70,22 +70,22 @@ def quadratic(inner: dict, outer: dict, x0=None, y0=None, name: str = "finite_su
             _check(k, mats[k], n, dy, dx)
     kw = dict(dtype=inner["A"].dtype, device=inner["A"].device)
 
-    def loss(m, x, y, batch):
+    def loss(m, x, y, batch, x_terms=True):    # x_terms=False: without 1/2 x'B x + b'x, same order
         s = slice(None) if batch is None else batch
-        A, B, C, a, b = m["A"][s], m["B"][s], m["C"][s], m["a"][s], m["b"][s]
-        k = A.shape[0]
-        val = 0.5 * torch.einsum("i,nij,j->", y, A, y) + 0.5 * torch.einsum("i,nij,j->", x, B, x) \
-            + torch.einsum("i,nij,j->", x, C, y) + (a @ y).sum() + (b @ x).sum()
-        return val / k
+        A = m["A"][s]
+        val = 0.5 * torch.einsum("i,nij,j->", y, A, y)
+        if x_terms:
+            val = val + 0.5 * torch.einsum("i,nij,j->", x, m["B"][s], x)
+        val = val + torch.einsum("i,nij,j->", x, m["C"][s], y) + (m["a"][s] @ y).sum()
+        if x_terms:
+            val = val + (m["b"][s] @ x).sum()
+        return val / A.shape[0]
 
     def g(x, y, batch=None):
         return loss(inner, x, y, batch)
 
-    def g_y(x, y, batch=None):                  # g without 1/2 x'B x + b'x, same operation order
-        s = slice(None) if batch is None else batch
-        A, C, a = inner["A"][s], inner["C"][s], inner["a"][s]
-        val = 0.5 * torch.einsum("i,nij,j->", y, A, y) + torch.einsum("i,nij,j->", x, C, y) + (a @ y).sum()
-        return val / A.shape[0]
+    def g_y(x, y, batch=None):
+        return loss(inner, x, y, batch, x_terms=False)
 
     def f(x, y, batch=None):
         return loss(outer, x, y, batch)
